@@ -1,0 +1,1 @@
+"""reid: text-to-image person re-identification on Ray, DeepSpeed and MLflow."""

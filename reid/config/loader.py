@@ -1,0 +1,122 @@
+"""Load a :class:`Config` from YAML files plus ``key=value`` overrides, and dump it back."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reid.config.schema import Config
+from reid.config.typecheck import ConfigError, build_dataclass, field_type
+
+PACKAGED_PREFIX = "pkg://"
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read ``path`` (a YAML file, ``pkg://NAME`` for a packaged config, or None for defaults).
+
+    ``overrides`` are ``dotted.key=value`` strings whose values are parsed as YAML scalars.
+    Every key and type is checked before anything runs; errors name the key and the file.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(str(path))
+    data = apply_overrides(data, parse_overrides(overrides))
+    return build_dataclass(Config, data, "", source)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    if path.startswith(PACKAGED_PREFIX):
+        name = path[len(PACKAGED_PREFIX):]
+        text = resources.files("reid.configs").joinpath(f"{name}.yaml").read_text()
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = file.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``["a.b=1", "c=x"]`` into ``{"a.b": 1, "c": "x"}`` checking each key against the schema."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        field_type(Config, key)
+        parsed[key] = yaml.safe_load(raw) if raw.strip() else ""
+    return parsed
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with each dotted key of ``overrides`` set."""
+    out = copy.deepcopy(dict(data))
+    for key, value in overrides.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict of a config dataclass (tuples become lists), ready for YAML or JSON."""
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return convert(config)
+
+
+def dump_config(config: Any) -> str:
+    """The resolved config as YAML; ``load_config`` of this text gives an equal config."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
+def flatten_config(config: Any) -> dict[str, Any]:
+    """``{"optim.lr": 1e-4, ...}``: the config flattened to dotted keys (for MLflow params)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = node
+
+    walk("", config_to_dict(config))
+    return flat
+
+
+def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """A new config with dotted ``overrides`` applied and re-validated (used by Ray Tune trials)."""
+    for key in overrides:
+        field_type(Config, key)
+    data = apply_overrides(config_to_dict(config), overrides)
+    return build_dataclass(Config, data, "", "<overrides>")

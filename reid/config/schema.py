@@ -1,0 +1,31 @@
+"""The root configuration: one frozen dataclass per section, each defined beside the code it configures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reid.data.config import DataConfig
+from reid.describe.config import DescribeConfig, StylesConfig
+from reid.evaluation.config import EvalConfig
+from reid.losses.config import GradNormConfig, LossConfig
+from reid.models.config import ModelConfig
+from reid.storage.config import StorageConfig
+from reid.training.config import OptimConfig, TrackingConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a job needs. Load with :func:`reid.config.load_config`; never build by hand in jobs."""
+
+    seed: int = 0
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    gradnorm: GradNormConfig = field(default_factory=GradNormConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    describe: DescribeConfig = field(default_factory=DescribeConfig)
+    styles: StylesConfig = field(default_factory=StylesConfig)

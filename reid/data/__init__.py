@@ -1,0 +1,1 @@
+"""Dataset formats, synthetic pedestrians, validation, shards and pure transforms (no Ray here)."""

@@ -1,0 +1,45 @@
+"""Data pipeline settings: dataset URI, image size, augmentation, tokenizer and P x K batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation; each transform can be switched off."""
+
+    flip: bool = True
+    flip_prob: float = 0.5
+    pad_crop: bool = True
+    pad: int = 10
+    random_erasing: bool = True
+    erasing_prob: float = 0.5
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Identity-balanced batches: ``p`` identities x ``k`` images each."""
+
+    p: int = 8
+    k: int = 4
+
+    def __post_init__(self) -> None:
+        if self.p < 2 or self.k < 1:
+            raise ValueError("batch.p must be >= 2 and batch.k >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the prepared dataset lives and how batches are made from it."""
+
+    uri: str = "runs/demo/dataset"
+    image_size: tuple[int, int] = (384, 128)
+    tokenizer: str = "bert-base-uncased"
+    max_text_length: int = 77
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    eval_batch_size: int = 64
+    val_split: str = "val"
+    test_split: str = "test"
+    use_descriptions: bool = True

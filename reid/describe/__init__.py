@@ -1,0 +1,1 @@
+"""Identity and clothing descriptions (MLLM or rules) and caption-style clustering (no Ray)."""

@@ -1,0 +1,1 @@
+"""Retrieval metrics, the evaluator, checkpoint selection and pictures (no Ray, no MLflow)."""

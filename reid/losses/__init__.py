@@ -1,0 +1,1 @@
+"""Loss functions as pure functions, the objective and GradNorm (no Ray, no MLflow)."""

@@ -1,0 +1,1 @@
+"""The model: encoders, BDAM, fusion (no Ray, no MLflow)."""

@@ -1,0 +1,45 @@
+"""Model settings: encoders, BDAM, fusion and every ablation switch of paper tables 1-2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class BdamConfig:
+    """Bidirectional Decoupling Alignment Module (paper 3.2)."""
+
+    enabled: bool = True
+    blocks: int = 4
+    heads: int = 8
+    cross_attention: bool = True
+    gate: bool = True
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Token-level fusion of gated identity tokens with identity-description tokens (paper 3.4)."""
+
+    kind: Literal["mamba", "transformer", "mlp", "none"] = "mamba"
+    layers: int = 2
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    align: bool = True
+    gate: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoders are built ``from_pretrained`` when a name or path is given, else from the config dict."""
+
+    vision_name_or_path: str | None = None
+    vision_config: dict[str, Any] = field(default_factory=dict)
+    text_name_or_path: str | None = None
+    text_config: dict[str, Any] = field(default_factory=dict)
+    embed_dim: int = 256
+    dropout: float = 0.1
+    bdam: BdamConfig = field(default_factory=BdamConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)

@@ -1,0 +1,18 @@
+"""URIs: local paths, file:// and s3:// through pyarrow filesystems."""
+
+from reid.storage.uri import (
+    Location,
+    exists,
+    list_files,
+    read_bytes,
+    read_json,
+    resolve,
+    s3_filesystem,
+    write_bytes,
+    write_json,
+)
+
+__all__ = [
+    "Location", "exists", "list_files", "read_bytes", "read_json", "resolve", "s3_filesystem",
+    "write_bytes", "write_json",
+]

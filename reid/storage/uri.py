@@ -1,0 +1,108 @@
+"""Resolve a dataset or checkpoint URI (local path, ``file://`` or ``s3://``) to a pyarrow filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from reid.storage.config import StorageConfig
+
+
+@dataclass(frozen=True)
+class Location:
+    """A URI split into a pyarrow filesystem and the path inside it (no scheme)."""
+
+    uri: str
+    filesystem: pafs.FileSystem
+    path: str
+
+    @property
+    def is_remote(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    def join(self, *parts: str) -> Location:
+        """The location of ``parts`` under this one (URI and path both extended)."""
+        path = posixpath.join(self.path, *parts)
+        uri = posixpath.join(self.uri, *parts)
+        return Location(uri=uri, filesystem=self.filesystem, path=path)
+
+
+def s3_filesystem(storage: StorageConfig | None = None) -> pafs.S3FileSystem:
+    """An explicit ``S3FileSystem`` (``from_uri`` would look up the region against real AWS).
+
+    Endpoint and region come from ``storage`` or ``AWS_ENDPOINT_URL`` / ``AWS_REGION``; keys only from
+    the standard AWS environment variables.
+    """
+    storage = storage or StorageConfig()
+    endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    region = storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    kwargs: dict[str, Any] = {"region": region}
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs["endpoint_override"] = host or scheme
+        kwargs["scheme"] = scheme if host else "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve(uri: str, storage: StorageConfig | None = None) -> Location:
+    """Split ``uri`` into a filesystem and a path. Local paths are made absolute."""
+    if uri.startswith("s3://"):
+        path = uri[len("s3://"):].rstrip("/")
+        if not path:
+            raise ValueError(f"'{uri}' names no bucket")
+        return Location(uri=uri.rstrip("/"), filesystem=s3_filesystem(storage), path=path)
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    if "://" in uri:
+        raise ValueError(f"unsupported URI scheme in '{uri}' (use a local path, file:// or s3://)")
+    path = os.path.abspath(uri)
+    return Location(uri=path, filesystem=pafs.LocalFileSystem(), path=path)
+
+
+def exists(loc: Location) -> bool:
+    """True when a file or directory exists at ``loc``."""
+    return loc.filesystem.get_file_info(loc.path).type != pafs.FileType.NotFound
+
+
+def read_bytes(loc: Location) -> bytes:
+    """The whole content of the file at ``loc``."""
+    with loc.filesystem.open_input_stream(loc.path) as stream:
+        return stream.read()
+
+
+def write_bytes(loc: Location, data: bytes) -> None:
+    """Write ``data`` to ``loc``, creating parent directories on local storage."""
+    parent = posixpath.dirname(loc.path)
+    if parent:
+        loc.filesystem.create_dir(parent, recursive=True)
+    with loc.filesystem.open_output_stream(loc.path) as stream:
+        stream.write(data)
+
+
+def read_json(loc: Location) -> Any:
+    """Parse the JSON file at ``loc``."""
+    return json.loads(read_bytes(loc).decode("utf-8"))
+
+
+def write_json(loc: Location, value: Any) -> None:
+    """Write ``value`` as indented JSON to ``loc``."""
+    write_bytes(loc, json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def list_files(loc: Location, suffix: str = "") -> list[str]:
+    """Sorted paths (inside the filesystem) of files under ``loc`` ending with ``suffix``."""
+    if not exists(loc):
+        return []
+    selector = pafs.FileSelector(loc.path, recursive=True)
+    infos = loc.filesystem.get_file_info(selector)
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))

@@ -1,0 +1,1 @@
+"""The Ray-free training loop, written against a small context interface."""
