@@ -69,7 +69,8 @@ def coerce(tp: Any, value: Any, path: str, source: str) -> Any:
             return tuple(coerce(args[0], v, f"{path}[{i}]", source) for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{source}: '{path}' must have {len(args)} items, got {len(value)}")
-        return tuple(coerce(a, v, f"{path}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(coerce(a, v, f"{path}[{i}]", source) for i, (a, v) in pairs)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise _type_error(path, source, "a mapping", value)

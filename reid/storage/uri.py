@@ -39,8 +39,9 @@ def s3_filesystem(storage: StorageConfig | None = None) -> pafs.S3FileSystem:
     the standard AWS environment variables.
     """
     storage = storage or StorageConfig()
-    endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    region = storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    env = os.environ
+    endpoint = storage.endpoint_url or env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+    region = storage.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     kwargs: dict[str, Any] = {"region": region}
     if os.environ.get("AWS_ACCESS_KEY_ID"):
         kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
