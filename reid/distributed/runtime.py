@@ -1,0 +1,36 @@
+"""Start or join Ray: a cluster named by ``RAY_ADDRESS`` when set, else a fresh local one on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Initialise Ray once per process.
+
+    Under ``ray job submit`` (or with ``RAY_ADDRESS`` set) this joins that cluster; otherwise it starts a
+    local Ray bound to 127.0.0.1 with token auth off, so a fresh machine and CI start without prompts.
+    The dashboard is needed by Ray Tune's placement-group cleanup (``dashboard=True`` there).
+    """
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("joining Ray at %s", address)
+        ray.init(address=address, log_to_driver=True)
+        return
+    log.info("starting a local Ray (num_cpus=%s)", num_cpus)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        configure_logging=False,
+        log_to_driver=True,
+    )
