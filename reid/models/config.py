@@ -10,12 +10,17 @@ from typing import Any, Literal
 class BdamConfig:
     """Bidirectional Decoupling Alignment Module (paper 3.2)."""
 
-    enabled: bool = True
+    enabled: bool = True  # false: the pooled encoder feature is f_id; no clothing branch (table 1 baseline)
     blocks: int = 4
     heads: int = 8
     cross_attention: bool = True
-    gate: bool = True
+    gate: bool = True  # false: g = 1, f_id_gate = f_id and f_clo_gate = f_clo
+    ffn_ratio: float = 4.0  # feed-forward hidden width = ffn_ratio * encoder width
     dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.blocks < 1 or self.heads < 1 or self.ffn_ratio <= 0:
+            raise ValueError("bdam.blocks and bdam.heads must be >= 1 and bdam.ffn_ratio > 0")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class ModelConfig:
     vision_config: dict[str, Any] = field(default_factory=dict)
     text_name_or_path: str | None = None
     text_config: dict[str, Any] = field(default_factory=dict)
+    text_pooling: Literal["mean", "cls"] = "mean"  # masked mean of the text tokens, or the [CLS] token
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # ViT-B/16 (google) normalisation
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     embed_dim: int = 256
     dropout: float = 0.1
     bdam: BdamConfig = field(default_factory=BdamConfig)
