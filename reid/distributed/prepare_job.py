@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import posixpath
 from collections import defaultdict
@@ -13,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import ray
+from ray.data.expressions import col
 
 from reid.data.formats import SPECS, Issue, RawRecord, parse_annotations, split_off_validation
 from reid.data.identity_rows import assign_person_ids, identity_row, load_synth_extras
@@ -64,16 +66,13 @@ class LoadImages:
             return None
 
 
-class BuildIdentityRows:
+def build_identity_rows(
+    group: dict[str, np.ndarray], person_ids: dict[str, int], extras: dict[str, dict[str, Any]]
+) -> pa.Table:
     """Ray Data ``map_groups``: all images of one identity -> one identity row."""
-
-    def __init__(self, person_ids: dict[str, int], extras: dict[str, dict[str, Any]]) -> None:
-        self.person_ids = person_ids
-        self.extras = extras
-
-    def __call__(self, group: dict[str, np.ndarray]) -> pa.Table:
-        row = identity_row(group, self.person_ids[str(group["source_id"][0])], self.extras)
-        return pa.Table.from_pylist([row], schema=IDENTITY_SCHEMA)
+    columns = {**group, "captions": [json.loads(c) for c in group["captions_json"]]}
+    row = identity_row(columns, person_ids[str(group["source_id"][0])], extras)
+    return pa.Table.from_pylist([row], schema=IDENTITY_SCHEMA)
 
 
 def read_raw_annotations(fmt: str, root: Location, annotation: str | None) -> tuple[list[RawRecord], list[Issue]]:
@@ -120,7 +119,7 @@ def prepare_dataset(
 
     ensure_ray()
     loaded = _load_images(records, root.filesystem, image_root)
-    checks = loaded.select_columns(["index", "image_path", "split", "source_id", "captions", "reason", "sha256"])
+    checks = loaded.select_columns(["index", "image_path", "split", "source_id", "captions_json", "reason", "sha256"])
     accepted: list[RawRecord] = []
     hashes: list[tuple[str, str, str, tuple[str, ...]]] = []
     for row in checks.iter_rows():
@@ -128,7 +127,7 @@ def prepare_dataset(
             where = f"record {row['index']} ({row['image_path']})"
             issues.append(Issue(where, row["reason"], int(row["index"])))
             continue
-        captions = tuple(str(c) for c in row["captions"])
+        captions = tuple(json.loads(row["captions_json"]))
         accepted.append(RawRecord(row["image_path"], row["source_id"], row["split"], captions, int(row["index"])))
         hashes.append((row["split"], row["image_path"], row["sha256"], captions))
 
@@ -138,11 +137,11 @@ def prepare_dataset(
         raise PrepareError(f"{len(issues)} bad record(s); see {out.join('validation_report.json').uri}")
 
     person_ids = assign_person_ids(accepted)
-    good = loaded.filter(expr="reason == ''")
+    good = loaded.filter(expr=col("reason") == "")
     for split, ids in sorted(person_ids.items()):
         target = out.join("identities", split)
-        rows = good.filter(expr=f"split == '{split}'").groupby("source_id").map_groups(
-            BuildIdentityRows(ids, extras), batch_format="numpy"
+        rows = good.filter(expr=col("split") == split).groupby("source_id").map_groups(
+            build_identity_rows, batch_format="numpy", fn_kwargs={"person_ids": ids, "extras": extras}
         )
         rows.write_parquet(target.path, filesystem=out.filesystem, min_rows_per_file=256)
     write_json(out.join("id_map.json"), person_ids)
@@ -155,7 +154,7 @@ def prepare_dataset(
 def _load_images(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str) -> ray.data.Dataset:
     items = [
         {"index": r.index, "image_path": r.image_path, "source_id": r.source_id, "split": r.split,
-         "captions": list(r.captions)}
+         "captions_json": json.dumps(list(r.captions))}
         for r in records
     ]
     if not items:

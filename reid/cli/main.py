@@ -1,0 +1,63 @@
+"""The ``reid`` command: one sub-command per pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from reid.config import ConfigError
+
+# Each module exposes add_parser(subparsers) registering its sub-command with set_defaults(func=run).
+COMMANDS = ("synth", "prepare", "inspect", "styles", "describe", "train", "tune", "evaluate", "search", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command and the options they share."""
+    parser = argparse.ArgumentParser(prog="reid", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"reid.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"reid.cli.{name}":
+                continue
+            raise
+        module.add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        add_common_options(sub)
+    return parser
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """``--config``, repeated ``--set key=value`` and ``--verbose`` on every sub-command."""
+    parser.add_argument("--config", default=None, help="YAML config file, or pkg://NAME for a packaged one")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value by its dotted key, e.g. --set data.batch.p=16")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen sub-command; config and input errors exit 2 with one clear line."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"reid {args.command}: config error: {exc}", file=sys.stderr)
+        return 2
+    except UserFacingError as exc:
+        print(f"reid {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+class UserFacingError(RuntimeError):
+    """An error whose message is enough for the user (bad input, missing data): no traceback."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
