@@ -30,7 +30,7 @@ def split_counts(identities: int, fractions: Sequence[float]) -> dict[str, int]:
         raise ValueError(f"split fractions must sum to 1, got {tuple(fractions)} (sum {sum(fractions)})")
     raw = [identities * f for f in fractions]
     counts = [math.floor(r) for r in raw]
-    by_remainder = sorted(range(len(raw)), key=lambda i: (counts[i] - raw[i], i))
+    by_remainder = sorted(range(len(raw)), key=lambda i: (-round(raw[i] - counts[i], 9), i))
     for i in by_remainder[: identities - sum(counts)]:
         counts[i] += 1
     for i, fraction in enumerate(fractions):

@@ -169,7 +169,7 @@ def generate(
     summary = _summary(out.uri, records, truth, next_clothes_id)
     meta = {"identities": identities, "images_per_identity": images_per_identity, "seed": seed,
             "clothes_changing": clothes_changing, "image_size": list(size), "splits": list(splits),
-            "style_names": list(STYLE_NAMES), **asdict(summary)}
+            "style_names": list(STYLE_NAMES), **{k: v for k, v in asdict(summary).items() if k != "uri"}}
     _write(out, SUMMARY_FILE, json.dumps(meta, sort_keys=True, indent=2).encode("utf-8"), made)
     log.info("wrote %d images of %d identities to %s", summary.total_images, identities, out.uri)
     return summary
