@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 from ray.data.expressions import col
 
@@ -66,13 +67,40 @@ class LoadImages:
             return None
 
 
-def build_identity_rows(
-    group: dict[str, np.ndarray], person_ids: dict[str, int], extras: dict[str, dict[str, Any]]
-) -> pa.Table:
-    """Ray Data ``map_groups``: all images of one identity -> one identity row."""
-    columns = {**group, "captions": [json.loads(c) for c in group["captions_json"]]}
-    row = identity_row(columns, person_ids[str(group["source_id"][0])], extras)
-    return pa.Table.from_pylist([row], schema=IDENTITY_SCHEMA)
+def write_shard(
+    group: dict[str, np.ndarray], person_ids: dict[str, dict[str, int]], extras: dict[str, dict[str, Any]],
+    out: Location,
+) -> dict[str, list]:
+    """Ray Data ``map_groups`` over one shard key: write its identity rows to one Parquet file.
+
+    The shard key ``<split>/part-NNNNN`` names the file, so shard names are deterministic.
+    """
+    shard = str(group["shard"][0])
+    split = shard.split("/")[0]
+    by_person: dict[str, list[int]] = {}
+    for i, source_id in enumerate(group["source_id"]):
+        by_person.setdefault(str(source_id), []).append(i)
+    rows = []
+    for source_id, members in by_person.items():
+        keys = ("index", "image_path", "source_id", "split", "image")
+        columns = {key: [group[key][i] for i in members] for key in keys}
+        columns["captions"] = [json.loads(group["captions_json"][i]) for i in members]
+        rows.append(identity_row(columns, person_ids[split][source_id], extras))
+    rows.sort(key=lambda r: r["person_id"])
+    table = pa.Table.from_pylist(rows, schema=IDENTITY_SCHEMA)
+    target = out.join("identities", f"{shard}.parquet")
+    out.filesystem.create_dir(posixpath.dirname(target.path), recursive=True)
+    pq.write_table(table, target.path, filesystem=out.filesystem)
+    return {"shard": [shard], "identities": [len(rows)]}
+
+
+def shard_keys(person_ids: dict[str, dict[str, int]], identities_per_shard: int) -> dict[str, str]:
+    """``{"<split>\x1f<source_id>": "<split>/part-NNNNN"}``: consecutive person ids share a shard."""
+    return {
+        f"{split}\x1f{source_id}": f"{split}/part-{pid // identities_per_shard:05d}"
+        for split, ids in person_ids.items()
+        for source_id, pid in ids.items()
+    }
 
 
 def read_raw_annotations(fmt: str, root: Location, annotation: str | None) -> tuple[list[RawRecord], list[Issue]]:
@@ -94,6 +122,7 @@ def prepare_dataset(
     overwrite: bool = False,
     val_identities: int = 0,
     seed: int = 0,
+    identities_per_shard: int = 256,
     annotation: str | None = None,
     image_dir: str | None = None,
     storage: StorageConfig | None = None,
@@ -137,13 +166,15 @@ def prepare_dataset(
         raise PrepareError(f"{len(issues)} bad record(s); see {out.join('validation_report.json').uri}")
 
     person_ids = assign_person_ids(accepted)
-    good = loaded.filter(expr=col("reason") == "")
-    for split, ids in sorted(person_ids.items()):
-        target = out.join("identities", split)
-        rows = good.filter(expr=col("split") == split).groupby("source_id").map_groups(
-            build_identity_rows, batch_format="numpy", fn_kwargs={"person_ids": ids, "extras": extras}
-        )
-        rows.write_parquet(target.path, filesystem=out.filesystem, min_rows_per_file=256)
+    keys = shard_keys(person_ids, identities_per_shard)
+    def shard_of(batch: dict[str, np.ndarray]) -> np.ndarray:
+        return np.array([keys[f"{sp}\x1f{sid}"] for sp, sid in zip(batch["split"], batch["source_id"], strict=True)])
+
+    good = loaded.filter(expr=col("reason") == "").add_column("shard", shard_of, batch_format="numpy")
+    written = good.groupby("shard").map_groups(
+        write_shard, batch_format="numpy", fn_kwargs={"person_ids": person_ids, "extras": extras, "out": out}
+    ).take_all()
+    log.info("wrote %d shards", len(written))
     write_json(out.join("id_map.json"), person_ids)
     manifest = _manifest(fmt, root.uri, accepted, report, content_hash(hashes))
     write_json(out.join("manifest.json"), manifest)
