@@ -1,4 +1,4 @@
-"""Evaluation settings: chunk size of the ranking, selection metric, image-to-text direction."""
+"""Evaluation settings: chunk size of the ranking, selection metric, image-to-text direction, search cache."""
 
 from __future__ import annotations
 
@@ -8,8 +8,22 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How retrieval is scored and which validation metric picks the best checkpoint."""
+    """How retrieval is scored and which validation metric picks the best checkpoint.
+
+    ``chunk_size`` queries are ranked at a time (memory ``chunk_size x gallery`` scores);
+    ``rank_backend`` ``auto`` uses the numba kernel on CPU data and torch on accelerators;
+    ``embedding_cache`` is the URI under which ``reid search`` keeps gallery embeddings.
+    """
 
     chunk_size: int = 1024
-    select_metric: Literal["R1", "mAP"] = "R1"
+    select_metric: Literal["R1", "R5", "R10", "mAP", "mINP"] = "R1"
     image_to_text: bool = False
+    rank_backend: Literal["auto", "numba", "torch"] = "auto"
+    embedding_cache: str = "runs/cache/embeddings"
+    search_top: int = 10
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"eval.chunk_size must be >= 1, got {self.chunk_size}")
+        if self.search_top < 1:
+            raise ValueError(f"eval.search_top must be >= 1, got {self.search_top}")

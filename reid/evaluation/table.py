@@ -1,0 +1,25 @@
+"""Plain-text tables of retrieval metrics (for the terminal, logs and reports)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+METRIC_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table with columns padded to equal width."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str] = METRIC_COLUMNS,
+                  digits: int = 2) -> str:
+    """One row per entry of ``rows`` (e.g. ``{"t2i": {...}, "i2t": {...}}``), one column per metric."""
+    body = [[name, *(f"{values[c]:.{digits}f}" for c in columns)] for name, values in rows.items()]
+    return format_table(["task", *columns], body)
