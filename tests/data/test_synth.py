@@ -124,6 +124,7 @@ def test_identity_is_fixed_per_person_and_outfits_are_per_person_and_distinct(no
         worn = [clothes[i][1] for i in ids]
         assert len({w["upper_colour"] for w in worn}) == len(worn)
         assert len({w["lower_colour"] for w in worn}) == len(worn)
+        assert all(w["upper_colour"] != w["lower_colour"] for w in worn)
 
 
 def test_normal_mode_each_outfit_is_worn_on_at_least_two_images(normal: Path) -> None:
@@ -195,3 +196,18 @@ def test_cli_writes_the_dataset_and_prints_counts(tmp_path: Path, capsys: pytest
     with Image.open(out / "imgs" / records[0]["file_path"]) as image:
         assert image.size == (32, 64)
     assert main(["synth", "--out", str(tmp_path / "bad"), "--identities", "0", "--images-per-identity", "2"]) == 2
+
+
+def test_s3_output_holds_the_same_bytes_as_a_local_run(tmp_path: Path, s3_bucket: str) -> None:
+    from reid.storage import list_files, read_bytes, resolve
+
+    generate(tmp_path / "local", identities=3, images_per_identity=2, seed=4, progress=False)
+    generate(f"{s3_bucket}/synth", identities=3, images_per_identity=2, seed=4, progress=False)
+    local = _all_bytes(tmp_path / "local")
+    remote = resolve(f"{s3_bucket}/synth")
+    paths = list_files(remote)
+    prefix = remote.path + "/"
+    assert sorted(p.removeprefix(prefix) for p in paths) == sorted(local)
+    for path in paths:
+        loc = resolve(f"s3://{path}")
+        assert read_bytes(loc) == local[path.removeprefix(prefix)]

@@ -113,12 +113,13 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 def sample_outfit(rng: np.random.Generator, identity: Identity, clothes_id: int,
                   others: tuple[Outfit, ...] = ()) -> Outfit:
-    """One outfit; its upper and lower colours differ from those of every outfit in ``others``."""
+    """One outfit; its upper and lower colours differ from each other and from those of every outfit in
+    ``others`` (so outfits of one person are told apart by colour)."""
     used_upper = {o.upper_colour for o in others}
     used_lower = {o.lower_colour for o in others}
     colours = tuple(vocab.COLOURS)
     upper_colour = _pick(rng, tuple(c for c in colours if c not in used_upper))
-    lower_colour = _pick(rng, tuple(c for c in colours if c not in used_lower))
+    lower_colour = _pick(rng, tuple(c for c in colours if c not in used_lower and c != upper_colour))
     bag = _pick(rng, vocab.BAGS, (0.5, 0.3, 0.2))
     hat = _pick(rng, vocab.HATS, (0.75, 0.15, 0.10))
     return Outfit(

@@ -76,7 +76,7 @@ def _line(draw: ImageDraw.ImageDraw, limb: Limb, start: float, stop: float, colo
 def _draw_lower(draw: ImageDraw.ImageDraw, body: Body, skin: RGB, outfit: Outfit) -> None:
     colour = vocab.COLOURS[outfit.lower_colour]
     shoes = vocab.COLOURS[outfit.shoes_colour]
-    cover = {"trousers": 0.97, "shorts": 0.45, "skirt": 0.0}[outfit.lower_type]
+    cover = {"trousers": 0.97, "shorts": 0.5, "skirt": 0.0}[outfit.lower_type]
     for leg in body.legs:
         _line(draw, leg, 0.0, 1.0, skin)
         if cover:
@@ -97,7 +97,7 @@ def _draw_lower(draw: ImageDraw.ImageDraw, body: Body, skin: RGB, outfit: Outfit
 def _torso_outline(body: Body, outfit: Outfit) -> list[tuple[float, float]]:
     if outfit.upper_type != "coat":
         return body.torso
-    cx, hem = body.centre_x, body.y(0.72)
+    cx, hem = body.centre_x, body.y(0.65)
     a, b = body.torso[:2]
     return [a, b, (cx + body.hip_half * 1.25, hem), (cx - body.hip_half * 1.25, hem)]
 
