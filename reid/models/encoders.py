@@ -68,10 +68,8 @@ class TextEncoder(nn.Module):
                 "must both be [B, T]"
             )
         mask = attention_mask.long()
-        empty = mask.sum(dim=1) == 0
-        if bool(empty.any()):
-            mask = mask.clone()
-            mask[empty, 0] = 1
+        empty = (mask.sum(dim=1, keepdim=True) == 0).long()  # [B, 1]; no host sync
+        mask = torch.cat([mask[:, :1] | empty, mask[:, 1:]], dim=1)
         tokens = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         if self.pooling == "cls":
             return tokens, tokens[:, 0]
