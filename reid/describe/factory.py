@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from reid.describe.config import DescribeConfig
-from reid.describe.mllm import MLLMDescriber, Pricing, create_chat_client
+from reid.describe.mllm import ApiKey, MLLMDescriber, Pricing, create_chat_client, read_api_key
 from reid.describe.retry import RetryPolicy
 from reid.describe.rules import RuleDescriber
 from reid.describe.schema import Description
@@ -61,13 +61,16 @@ def build_rule_describer(cfg: DescribeConfig) -> RuleDescriber:
     return RuleDescriber(load_vocabulary(cfg.vocab_dir), build_validation_rules(cfg))
 
 
-def build_describer(cfg: DescribeConfig) -> Describer:
-    """The describer for ``cfg.backend`` (``oracle`` needs synthetic data with ground-truth attributes)."""
+def build_describer(cfg: DescribeConfig, api_key: ApiKey | None = None) -> Describer:
+    """The describer for ``cfg.backend`` (``oracle`` needs synthetic data with ground-truth attributes).
+
+    The MLLM's key is ``api_key`` when given (handed over by a driver), else read from ``cfg.api_key_env``.
+    """
     if cfg.backend == "rules":
         return build_rule_describer(cfg)
     if cfg.backend == "oracle":
         return OracleAdapter(cfg.oracle_drop_prob, cfg.oracle_wrong_prob, cfg.oracle_seed)
-    client = create_chat_client(cfg.base_url, cfg.api_key_env, cfg.timeout_s)
+    client = create_chat_client(cfg.base_url, api_key or read_api_key(cfg.api_key_env), cfg.timeout_s)
     return MLLMDescriber(
         client, cfg.model, load_vocabulary(cfg.vocab_dir), build_validation_rules(cfg),
         RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s),

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from reid.data.records import explode_identity
-from reid.storage import Location, list_files, read_bytes, resolve
+from reid.storage import list_files, resolve
 from reid.storage.config import StorageConfig
 
 RECORD_COLUMNS = ("image_id", "image", "captions", "attributes")
+IDENTITY_COLUMNS = {"image_id": "image_ids", "image": "images", "captions": "captions", "attributes": "attributes",
+                    "clothes_id": "clothes_ids"}
+"""Per-image record field -> the list column of the identity row it comes from."""
 
 
 def identity_shards(uri: str, splits: Sequence[str], storage: StorageConfig | None = None) -> list[str]:
@@ -30,15 +31,34 @@ def identity_shards(uri: str, splits: Sequence[str], storage: StorageConfig | No
 
 def iter_image_records(uri: str, splits: Sequence[str], storage: StorageConfig | None = None,
                        columns: Iterable[str] = RECORD_COLUMNS) -> Iterator[dict[str, Any]]:
-    """Per-image records (only ``columns``) of every identity row of ``splits``, shard by shard."""
+    """Per-image records with only ``columns`` (keys of :data:`IDENTITY_COLUMNS`), shard by shard.
+
+    Only the needed identity columns are read, so describing from captions never loads image bytes.
+    """
     root = resolve(uri, storage)
     keep = tuple(columns)
+    unknown = sorted(set(keep) - set(IDENTITY_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown record column(s) {unknown} (known: {sorted(IDENTITY_COLUMNS)})")
     for path in identity_shards(uri, splits, storage):
-        shard = Location(uri=path, filesystem=root.filesystem, path=path)
-        table = pq.read_table(io.BytesIO(read_bytes(shard)))
+        try:
+            table = pq.read_table(path, filesystem=root.filesystem, columns=[IDENTITY_COLUMNS[k] for k in keep])
+        except (KeyError, ValueError, OSError) as exc:
+            raise ValueError(f"identity shard '{path}' cannot be read as identity rows: {exc}") from exc
         for row in table.to_pylist():
-            for record in explode_identity(row):
-                yield {k: record[k] for k in keep}
+            lists = [row[IDENTITY_COLUMNS[k]] for k in keep]
+            lengths = {len(v) for v in lists}
+            if len(lengths) != 1:
+                raise ValueError(f"identity shard '{path}': an identity row has list columns of lengths "
+                                 f"{sorted(lengths)} for {list(keep)}")
+            for values in zip(*lists, strict=True):
+                yield dict(zip(keep, values, strict=True))
+
+
+def record_columns(backend: str) -> tuple[str, ...]:
+    """The record fields a describer backend reads (image bytes for the MLLM only)."""
+    return ("image_id", "image", "captions", "attributes") if backend == "mllm" else ("image_id", "captions",
+                                                                                       "attributes")
 
 
 def pending(records: Iterable[dict[str, Any]], finished: set[str],

@@ -27,16 +27,35 @@ class EndpointFatalError(RuntimeError):
     """The endpoint refuses every request (bad key, no access, unknown model): stop the job."""
 
 
-def create_chat_client(base_url: str | None, api_key_env: str, timeout_s: float) -> openai.OpenAI:
-    """An ``openai.OpenAI`` client with SDK retries off (we retry ourselves); the key comes from the env.
+class ApiKey:
+    """An API key that never shows itself in ``repr``/``str`` (logs, tracebacks, Ray task arguments)."""
 
-    Raises ``ValueError`` naming the variable (never its value) when it is unset.
-    """
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey(***)"
+
+    __str__ = __repr__
+
+
+def read_api_key(api_key_env: str) -> ApiKey:
+    """The key in ``api_key_env``; ``ValueError`` naming the variable (never a value) when it is unset."""
     key = os.environ.get(api_key_env)
     if not key:
         raise ValueError(f"the describer needs an API key in the environment variable {api_key_env} "
                          "(any non-empty value for endpoints without authentication)")
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout_s)
+    return ApiKey(key)
+
+
+def create_chat_client(base_url: str | None, api_key: ApiKey, timeout_s: float) -> openai.OpenAI:
+    """An ``openai.OpenAI`` client with the SDK's own retries off (:mod:`reid.describe.retry` retries)."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key.reveal(), max_retries=0, timeout=timeout_s)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from reid.describe.config import DescribeConfig
 from reid.describe.factory import Describer, build_describer
-from reid.describe.inputs import iter_image_records, pending
+from reid.describe.inputs import iter_image_records, pending, record_columns
 from reid.describe.style_store import load_style_book
 from reid.describe.summary import new_run_id, summarise, write_reports
 from reid.describe.table import finished_image_ids
@@ -37,7 +37,7 @@ def describe_dataset_local(uri: str, cfg: DescribeConfig, storage: StorageConfig
     finished = finished_image_ids(uri, describer.provenance, describer.model, describer.prompt_version, storage)
     worker = DescribeWorker(uri, cfg, load_style_book(uri, storage), cfg.concurrency, storage, describer)
     results: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
-    todo = pending(iter_image_records(uri, cfg.splits, storage), finished, limit)
+    todo = pending(iter_image_records(uri, cfg.splits, storage, record_columns(cfg.backend)), finished, limit)
     for batch in _batches(todo, max(cfg.batch_size, cfg.concurrency)):
         for name, values in worker(batch).items():
             results[name].extend(values)

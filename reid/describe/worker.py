@@ -12,7 +12,7 @@ import openai
 
 from reid.describe.config import DescribeConfig
 from reid.describe.factory import Describer, build_describer, describe_record
-from reid.describe.mllm import EndpointFatalError
+from reid.describe.mllm import ApiKey, EndpointFatalError
 from reid.describe.schema import Description
 from reid.describe.style_store import StyleBook
 from reid.describe.table import append_descriptions
@@ -54,9 +54,10 @@ class DescribeWorker:
     """
 
     def __init__(self, uri: str, cfg: DescribeConfig, style_book: StyleBook, threads: int,
-                 storage: StorageConfig | None = None, describer: Describer | None = None) -> None:
+                 storage: StorageConfig | None = None, describer: Describer | None = None,
+                 api_key: ApiKey | None = None) -> None:
         self.uri, self.cfg, self.style_book, self.storage = uri, cfg, style_book, storage
-        self.describer = describer if describer is not None else build_describer(cfg)
+        self.describer = describer if describer is not None else build_describer(cfg, api_key)
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="describe")
 
     def describe_one(self, record: Mapping[str, Any]) -> ImageResult:
