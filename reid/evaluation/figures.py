@@ -1,0 +1,125 @@
+"""The paper's analysis pictures as PNGs (matplotlib Agg): BDAM gate histograms (Fig. 3a), fusion
+modality weights (Fig. 3b) and t-SNE of identity vs clothing features (Fig. 4).
+
+Each function takes arrays and a path or URI, writes the PNG and returns what it plotted.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from reid.storage import resolve, write_bytes
+from reid.storage.config import StorageConfig
+
+logger = logging.getLogger(__name__)
+
+
+def save_figure(fig: Figure, path: str, storage: StorageConfig | None = None) -> tuple[int, int]:
+    """Render ``fig`` with the Agg canvas, write it as PNG to ``path`` and return its ``(width, height)``."""
+    canvas = FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    canvas.print_png(buffer)
+    write_bytes(resolve(path, storage), buffer.getvalue())
+    width, height = canvas.get_width_height()
+    return int(width), int(height)
+
+
+def plot_gate_histograms(
+    identity_weights: np.ndarray, path: str, clothing_weights: np.ndarray | None = None, bins: int = 50,
+    storage: StorageConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Histograms of the BDAM gate: identity weights ``g`` and clothing weights ``1 - g`` (paper Fig. 3a).
+
+    ``g = sigmoid(W [f_id; f_clo] + b)`` of any shape (e.g. ``[B, D]``), flattened; ``clothing_weights``
+    defaults to ``1 - g``. Returns ``{"edges": [bins + 1], "identity": [bins], "clothing": [bins]}``.
+    """
+    identity = _unit_interval(identity_weights, "identity_weights")
+    clothing = 1.0 - identity if clothing_weights is None else _unit_interval(clothing_weights, "clothing_weights")
+    return _two_histograms(identity, clothing, ("identity weight g", "clothing weight 1 - g"),
+                           "BDAM gate weights", path, bins, storage, ("identity", "clothing"))
+
+
+def plot_modality_weights(
+    image_weights: np.ndarray, path: str, text_weights: np.ndarray | None = None, bins: int = 50,
+    storage: StorageConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Histograms of the fusion gate's modality weights ``w_img`` and ``w_txt = 1 - w_img`` (paper Fig. 3b).
+
+    Returns ``{"edges": [bins + 1], "image": [bins], "text": [bins]}``.
+    """
+    image = _unit_interval(image_weights, "image_weights")
+    text = 1.0 - image if text_weights is None else _unit_interval(text_weights, "text_weights")
+    return _two_histograms(image, text, ("image weight", "text weight"), "fusion modality weights", path, bins,
+                           storage, ("image", "text"))
+
+
+def plot_tsne(
+    identity_features: np.ndarray, clothing_features: np.ndarray, person_ids: np.ndarray, path: str,
+    max_identities: int = 10, seed: int = 0, storage: StorageConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """t-SNE of gated identity features ``[N, D]`` and clothing features ``[N, D]`` side by side, coloured
+    by person, for the first ``max_identities`` persons in ``person_ids`` order (paper Fig. 4).
+
+    Returns ``{"person_ids": [n], "identity": [n, 2], "clothing": [n, 2]}`` of the plotted points.
+    """
+    from sklearn.manifold import TSNE
+
+    ident = np.asarray(identity_features, dtype=np.float64)
+    cloth = np.asarray(clothing_features, dtype=np.float64)
+    pids = np.asarray(person_ids)
+    if ident.ndim != 2 or cloth.shape[0] != ident.shape[0] or cloth.ndim != 2 or len(pids) != len(ident):
+        raise ValueError(f"need identity [N, D], clothing [N, D'] and person_ids [N]; got {ident.shape}, "
+                         f"{cloth.shape}, {pids.shape}")
+    chosen = list(dict.fromkeys(pids.tolist()))[:max_identities]
+    keep = np.isin(pids, chosen)
+    if keep.sum() < 5:
+        raise ValueError(f"t-SNE needs at least 5 points of the chosen persons, got {int(keep.sum())}")
+    perplexity = float(min(30.0, (keep.sum() - 1) / 3))
+    coords = {}
+    for name, feats in (("identity", ident[keep]), ("clothing", cloth[keep])):
+        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+        coords[name] = tsne.fit_transform(feats)
+    fig = Figure(figsize=(10, 4.5))
+    for i, name in enumerate(("identity", "clothing")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for pid in chosen:
+            sel = pids[keep] == pid
+            ax.scatter(coords[name][sel, 0], coords[name][sel, 1], s=14, label=str(pid))
+        ax.set_title(f"{name} features")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.axes[1].legend(title="person", fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    save_figure(fig, path, storage)
+    return {"person_ids": pids[keep], **coords}
+
+
+def _unit_interval(values: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size == 0:
+        raise ValueError(f"{what} is empty")
+    if not np.all((array >= 0.0) & (array <= 1.0)):
+        raise ValueError(f"{what} must lie in [0, 1]; found values in [{array.min()}, {array.max()}]")
+    return array
+
+
+def _two_histograms(first: np.ndarray, second: np.ndarray, labels: tuple[str, str], title: str, path: str,
+                    bins: int, storage: StorageConfig | None, keys: tuple[str, str]) -> dict[str, np.ndarray]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts = [np.histogram(values, bins=edges)[0] for values in (first, second)]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    for values, label in zip((first, second), labels, strict=True):
+        ax.hist(values, bins=edges, alpha=0.6, label=f"{label} (mean {values.mean():.3f})")
+    ax.set_xlabel("weight")
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, storage)
+    return {"edges": edges, keys[0]: counts[0], keys[1]: counts[1]}
