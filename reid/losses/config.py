@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Which loss terms are active and their hyper-parameters."""
+    """Which loss terms are active and their hyper-parameters.
+
+    ``temperature`` is the tau of InfoNCE (eq. 3), of the clothing adversarial loss (eq. 1) and of the
+    optional clothing-matching InfoNCE. ``hsic_sigma`` is the RBF bandwidth (None: median heuristic).
+    """
 
     infonce: bool = True
     triplet: bool = True
@@ -17,12 +23,28 @@ class LossConfig:
     gate_reg: bool = True
     temperature: float = 0.07
     triplet_margin: float = 0.3
-    hsic_kernel: str = "linear"
+    hsic_kernel: Literal["linear", "rbf"] = "linear"
+    hsic_sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
+        if not self.triplet_margin >= 0:
+            raise ValueError(f"loss.triplet_margin must be >= 0, got {self.triplet_margin}")
+        if self.hsic_sigma is not None and not self.hsic_sigma > 0:
+            raise ValueError(f"loss.hsic_sigma must be > 0 or null, got {self.hsic_sigma}")
 
 
 @dataclass(frozen=True)
 class GradNormConfig:
-    """GradNorm task balancing (paper eqs. 5-6, section 4.2); ``enabled: false`` keeps fixed weights."""
+    """GradNorm task balancing (paper eqs. 5-6, section 4.2); ``enabled: false`` keeps fixed weights.
+
+    ``reference`` picks G_ref of eq. 5: ``"mean"`` is the mean weighted gradient norm over tasks (the
+    original GradNorm, the default: it converges where ``"first"`` drifts, see :class:`GradNorm`),
+    ``"first"`` the first task's (the paper's wording). ``update_every`` updates the weights
+    every n-th step only (each update costs one partial backward per task). ``fixed_weights`` are the
+    constant weights used when ``enabled`` is false (tasks not named get 1.0).
+    """
 
     enabled: bool = True
     alpha: float = 1.5
@@ -30,3 +52,20 @@ class GradNormConfig:
     clip_min: float = 1e-4
     clip_max: float = 10.0
     log_reg: float = 1e-3
+    reference: Literal["first", "mean"] = "mean"
+    update_every: int = 1
+    fixed_weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"gradnorm.lr must be > 0, got {self.lr}")
+        if not 0 < self.clip_min <= 1.0 <= self.clip_max:
+            # weights sum to the task count, so their mean is 1: the clip range must contain 1
+            raise ValueError(f"gradnorm needs 0 < clip_min <= 1 <= clip_max, got {self.clip_min}, {self.clip_max}")
+        if self.log_reg < 0 or self.alpha < 0:
+            raise ValueError(f"gradnorm.alpha and gradnorm.log_reg must be >= 0, got {self.alpha}, {self.log_reg}")
+        if self.update_every < 1:
+            raise ValueError(f"gradnorm.update_every must be >= 1, got {self.update_every}")
+        for name, value in self.fixed_weights.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"gradnorm.fixed_weights.{name} must be a finite number, got {value!r}")

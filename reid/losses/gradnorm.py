@@ -1,0 +1,253 @@
+"""Task balancing: GradNorm (paper eqs. 5-6) learning the loss weights, or fixed weights."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from reid.losses.config import GradNormConfig
+
+logger = logging.getLogger(__name__)
+
+
+class GradNorm(nn.Module):
+    r"""GradNorm task weights :math:`w_k = \exp(s_k)` trained to balance per-task gradient norms.
+
+    Eq. 6 writes one total, :math:`\mathcal{L}_{Total} = \sum_k w_k \mathcal{L}_k
+    + \alpha \mathcal{L}_{GradNorm} + \lambda \sum_k (\log w_k)^2`. As in GradNorm, its parts train
+    different parameters:
+
+    - **the model** receives :math:`\sum_k \bar w_k \mathcal{L}_k` with the weights as constants
+      (``balance`` returns it; the caller runs ``loss.backward()`` / ``engine.backward(loss)``);
+    - **the weights** :math:`s_k` receive only :math:`\mathcal{L}_{GradNorm} + \lambda \sum_k s_k^2`,
+      minimised by their own Adam optimiser inside ``balance`` (the first term would only shrink them).
+
+    Eq. 5: :math:`\mathcal{L}_{GradNorm} = \sum_k | G_k - \tilde r_k^{\alpha} G_{ref} |` with
+    :math:`G_k = \|\nabla_\theta (w_k \mathcal{L}_k)\|_2 = w_k \|\nabla_\theta \mathcal{L}_k\|_2` on the
+    shared parameters :math:`\theta` (the last shared layer), :math:`r_k = \mathcal{L}_k / \mathcal{L}_k^0`,
+    :math:`\tilde r_k = r_k / \operatorname{mean}_j r_j`, and the targets :math:`\tilde r_k^\alpha G_{ref}`
+    held constant. :math:`\alpha` (1.5) is the exponent of the targets; the L1 term has unit strength
+    (eq. 6 reuses the symbol in front of it). :math:`\mathcal{L}_k^0` is the first positive value seen
+    for task k (until then :math:`r_k = 1`).
+
+    :math:`G_{ref}` is :math:`\operatorname{mean}_k G_k` (``reference="mean"``, the original GradNorm, the
+    default) or :math:`G_1` (``"first"``, the paper's wording). With ``"first"`` the first task's target
+    is :math:`\tilde r_1^\alpha G_1`, so its weight follows only the sign of :math:`1 - \tilde r_1`, never
+    the gradient balance: on a two-task toy with a x100 loss scale it pushed the large task's weight
+    towards the lower clip while that task's gap to its target grew, where ``"mean"`` converged.
+
+    After each step the weights are rescaled by one common factor so that :math:`\sum_k w_k = K` with
+    each in ``clip`` (both hold exactly: the factor is solved for).
+
+    The norms come from ``torch.autograd.grad(L_k, shared_params, retain_graph=True)``: no ``.grad``
+    of a model parameter is read or written and no hook of a DeepSpeed (ZeRO 0-2) or DDP engine fires,
+    so the caller's backward afterwards is unchanged. ZeRO-3 partitions parameters and is refused.
+    Under ``torch.distributed`` the loss values and norms are averaged over ranks before the update, so
+    every rank holds the same weights (every rank must call ``balance`` on the same steps).
+    """
+
+    def __init__(self, task_names: Sequence[str], alpha: float = 1.5, lr: float = 0.025,
+                 clip: tuple[float, float] = (1e-4, 10.0), log_reg: float = 1e-3,
+                 reference: Literal["first", "mean"] = "mean", update_every: int = 1) -> None:
+        super().__init__()
+        self.task_names = _check_names(task_names)
+        if not 0 < clip[0] <= 1.0 <= clip[1]:
+            raise ValueError(f"GradNorm: clip must satisfy 0 < low <= 1 <= high, got {clip}")
+        if reference not in ("first", "mean"):
+            raise ValueError(f"GradNorm: reference must be 'first' or 'mean', got {reference!r}")
+        if update_every < 1:
+            raise ValueError(f"GradNorm: update_every must be >= 1, got {update_every}")
+        self.alpha, self.clip, self.log_reg = float(alpha), (float(clip[0]), float(clip[1])), float(log_reg)
+        self.reference, self.update_every = reference, int(update_every)
+        k = len(self.task_names)
+        self.log_weights = nn.Parameter(torch.zeros(k))
+        self.register_buffer("initial_losses", torch.zeros(k))
+        self.register_buffer("has_initial", torch.zeros(k, dtype=torch.bool))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.optimizer = torch.optim.Adam([self.log_weights], lr=lr)
+        self.last_stats: dict[str, float] = {}
+        self._warned: set[str] = set()
+
+    def weights(self) -> dict[str, float]:
+        """Current task weights ``{name: w_k}``."""
+        return dict(zip(self.task_names, self.log_weights.detach().exp().tolist(), strict=True))
+
+    def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor]) -> Tensor:
+        """Return the model loss ``sum_k w_k.detach() * L_k`` and, in training mode, update the weights.
+
+        losses: ``{name: scalar}`` with exactly this balancer's task names, still attached to the graph;
+        shared_params: the last shared layer's parameters (the theta of eq. 5). The update (every
+        ``update_every`` calls, when grad mode is on and the module is in training mode) uses the
+        weights the returned loss was built with; the new weights apply from the next call.
+        """
+        stacked = _ordered(losses, self.task_names)
+        w = self.log_weights.detach().exp()
+        total = weighted_sum(stacked, w)
+        if self.training and torch.is_grad_enabled():
+            if int(self.steps) % self.update_every == 0:
+                self._update(stacked, list(shared_params))
+            self.steps += 1
+        return total
+
+    def stats(self) -> dict[str, float]:
+        """Scalars for logging: each weight, and after an update each gradient norm, target and the L1 loss."""
+        out = {f"weight/{name}": value for name, value in self.weights().items()}
+        return {**out, **self.last_stats}
+
+    def _update(self, losses: list[Tensor], params: list[Tensor]) -> None:
+        _check_shared(params)
+        norms = torch.stack([self._grad_norm(name, loss, params) for name, loss in zip(self.task_names, losses,
+                                                                                         strict=True)])
+        values = torch.stack([loss.detach().float() for loss in losses])
+        values, norms = _all_reduce_mean(torch.cat([values, norms.to(values.device)])).chunk(2)
+        values, norms = values.to(self.log_weights.device), norms.to(self.log_weights.device)
+        if not (torch.isfinite(values).all() and torch.isfinite(norms).all()):
+            logger.warning("GradNorm: non-finite loss or gradient norm %s / %s; weights not updated",
+                           values.tolist(), norms.tolist())
+            return
+        self._record_initial(values)
+        ratio = torch.where(self.has_initial, values / self.initial_losses.clamp_min(1e-12), torch.ones_like(values))
+        targets, g = self._targets_and_norms(ratio, norms)
+        l1 = (g - targets).abs().sum()
+        objective = l1 + self.log_reg * self.log_weights.pow(2).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.log_weights.grad,) = torch.autograd.grad(objective, [self.log_weights])
+        self.optimizer.step()
+        with torch.no_grad():
+            self.log_weights.copy_(project_weights(self.log_weights.exp(), float(len(losses)), *self.clip).log())
+        self.last_stats = {"gradnorm_loss": float(l1.detach())}
+        for name, norm, target in zip(self.task_names, g.detach().tolist(), targets.tolist(), strict=True):
+            self.last_stats[f"grad_norm/{name}"] = norm
+            self.last_stats[f"target/{name}"] = target
+
+    def _targets_and_norms(self, ratio: Tensor, norms: Tensor) -> tuple[Tensor, Tensor]:
+        """Constant targets r~_k^alpha G_ref [K] and the weighted norms G_k = w_k ||grad L_k|| [K] (with grad)."""
+        g = self.log_weights.exp() * norms
+        g_ref = g[0].detach() if self.reference == "first" else g.detach().mean()
+        return g_ref * (ratio / ratio.mean()).pow(self.alpha), g
+
+    def _record_initial(self, values: Tensor) -> None:
+        new = ~self.has_initial & (values > 0)
+        self.initial_losses[new] = values[new]
+        self.has_initial |= new
+
+    def _grad_norm(self, name: str, loss: Tensor, params: list[Tensor]) -> Tensor:
+        if not loss.requires_grad:
+            return self._no_gradient(name, loss)
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        squares = [g.float().pow(2).sum() for g in grads if g is not None]
+        if not squares:
+            return self._no_gradient(name, loss)
+        return torch.stack(squares).sum().sqrt()
+
+    def _no_gradient(self, name: str, loss: Tensor) -> Tensor:
+        if name not in self._warned:
+            self._warned.add(name)
+            logger.warning("GradNorm: loss '%s' does not reach the shared parameters; its gradient norm is 0", name)
+        return torch.zeros((), device=loss.device)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"task_names": list(self.task_names), "optimizer": self.optimizer.state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if list(state["task_names"]) != list(self.task_names):
+            raise ValueError(f"GradNorm.load_state_dict: checkpoint tasks {state['task_names']} differ from "
+                             f"{list(self.task_names)}")
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class FixedWeights(nn.Module):
+    """Constant task weights (the fixed-weights option) with the :class:`GradNorm` interface."""
+
+    def __init__(self, task_names: Sequence[str], weights: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        self.task_names = _check_names(task_names)
+        given = dict(weights or {})
+        unknown = sorted(set(given) - set(self.task_names))
+        if unknown:
+            raise ValueError(f"FixedWeights: weight for unknown task '{unknown[0]}' (tasks: {list(self.task_names)})")
+        values = [float(given.get(name, 1.0)) for name in self.task_names]
+        self.register_buffer("fixed", torch.tensor(values))
+
+    def weights(self) -> dict[str, float]:
+        """The constant weights ``{name: w_k}``."""
+        return dict(zip(self.task_names, self.fixed.tolist(), strict=True))
+
+    def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor] = ()) -> Tensor:
+        """``sum_k w_k * L_k``; ``shared_params`` is ignored."""
+        return weighted_sum(_ordered(losses, self.task_names), self.fixed)
+
+    def stats(self) -> dict[str, float]:
+        """The weights, keyed ``weight/<task>``."""
+        return {f"weight/{name}": value for name, value in self.weights().items()}
+
+
+def build_balancer(cfg: GradNormConfig, task_names: Sequence[str]) -> GradNorm | FixedWeights:
+    """GradNorm from ``cfg`` when ``cfg.enabled``, else :class:`FixedWeights` with ``cfg.fixed_weights``."""
+    if not cfg.enabled:
+        return FixedWeights(task_names, cfg.fixed_weights)
+    return GradNorm(task_names, alpha=cfg.alpha, lr=cfg.lr, clip=(cfg.clip_min, cfg.clip_max),
+                    log_reg=cfg.log_reg, reference=cfg.reference, update_every=cfg.update_every)
+
+
+def project_weights(w: Tensor, total: float, low: float, high: float, iters: int = 100) -> Tensor:
+    """``clip(c * w, low, high)`` [K] with the one factor c > 0 that makes it sum to ``total``.
+
+    w: [K] positive. Bisection on log c; needs ``K * low <= total <= K * high``.
+    """
+    w64 = w.detach().double().clamp_min(1e-300)
+    lo, hi = math.log(low) - float(w64.max().log()), math.log(high) - float(w64.min().log())
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if float((w64 * math.exp(mid)).clamp(low, high).sum()) < total:
+            lo = mid
+        else:
+            hi = mid
+    return (w64 * math.exp(0.5 * (lo + hi))).clamp(low, high).to(w.dtype)
+
+
+def weighted_sum(losses: list[Tensor], weights: Tensor) -> Tensor:
+    """``sum_k weights[k] * losses[k]`` with constant weights [K] moved to each loss's device and dtype."""
+    terms = [weights[i].detach().to(loss.device, loss.dtype) * loss for i, loss in enumerate(losses)]
+    return sum(terms[1:], terms[0])
+
+
+def _ordered(losses: Mapping[str, Tensor], names: tuple[str, ...]) -> list[Tensor]:
+    if set(losses) != set(names):
+        raise KeyError(f"balance: losses {sorted(losses)} do not match the balancer's tasks {sorted(names)}")
+    for name in names:
+        if not isinstance(losses[name], Tensor) or losses[name].numel() != 1:
+            raise ValueError(f"balance: loss '{name}' must be a scalar tensor")
+    return [losses[name].reshape(()) for name in names]
+
+
+def _check_names(names: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"task names must be non-empty and unique, got {list(names)}")
+    return names
+
+
+def _check_shared(params: list[Tensor]) -> None:
+    if not params:
+        raise ValueError("GradNorm: shared_params is empty; pass the last shared layer's parameters")
+    for i, p in enumerate(params):
+        if not p.requires_grad:
+            raise ValueError(f"GradNorm: shared_params[{i}] does not require grad")
+        if p.numel() == 0 or hasattr(p, "ds_tensor"):
+            raise ValueError(f"GradNorm: shared_params[{i}] is partitioned (DeepSpeed ZeRO-3?); "
+                             "per-task gradients need whole parameters (ZeRO 0-2)")
+
+
+def _all_reduce_mean(x: Tensor) -> Tensor:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return x
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x / dist.get_world_size()

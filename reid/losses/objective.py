@@ -1,0 +1,82 @@
+"""The objective: model outputs + batch -> named losses of the enabled terms, and their weighted sum."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from reid.losses.adversarial import clothing_adversarial
+from reid.losses.config import LossConfig
+from reid.losses.contrastive import clothing_match, infonce
+from reid.losses.decoupling import hsic
+from reid.losses.gate import gate_regularization
+from reid.losses.triplet import triplet_batch_hard
+
+TERMS = ("infonce", "triplet", "adversarial", "clothing_match", "hsic", "gate_reg")
+BDAM_TERMS = frozenset({"adversarial", "clothing_match", "hsic", "gate_reg"})
+
+
+def enabled_terms(cfg: LossConfig, bdam: bool = True) -> list[str]:
+    """Names :func:`compute_losses` returns for a model with or without BDAM, in :data:`TERMS` order.
+
+    Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain.
+    """
+    return [name for name in TERMS if getattr(cfg, name) and (bdam or name not in BDAM_TERMS)]
+
+
+def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: LossConfig) -> dict[str, Tensor]:
+    """Named scalar losses of the enabled terms (paper 3.2, 3.5).
+
+    Reads from ``outputs`` (the model's forward dict): ``query_emb`` [B, E] and ``gallery_emb`` [B, E]
+    (required), and the BDAM tensors ``f_id_gate``, ``f_clo_gate``, ``bdam_gate`` [B, D], ``clo_proj``,
+    ``clo_text_emb`` [B, E], ``has_clo_desc`` [B] bool (absent or None without BDAM / descriptions).
+    Reads ``pids`` [B] long from ``batch``. A term whose optional inputs are None is skipped, so the
+    keys equal :func:`enabled_terms` ``(cfg, bdam=outputs["f_id_gate"] is not None)``.
+
+    - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb);
+    - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb without BDAM);
+    - ``adversarial``: eq. 1 on (clo_proj, clo_text_emb), rows with a clothing description;
+    - ``clothing_match``: symmetric InfoNCE on the same pairs;
+    - ``hsic``: eq. 2 between f_id_gate and f_clo_gate;
+    - ``gate_reg``: squared distance of bdam_gate from 0.5.
+    """
+    query, gallery = _required(outputs, "query_emb", "outputs"), _required(outputs, "gallery_emb", "outputs")
+    pids = _required(batch, "pids", "batch").to(query.device)
+    f_id, f_clo, gate = outputs.get("f_id_gate"), outputs.get("f_clo_gate"), outputs.get("bdam_gate")
+    clo_proj, clo_text = outputs.get("clo_proj"), outputs.get("clo_text_emb")
+    valid = outputs.get("has_clo_desc")
+    losses: dict[str, Tensor] = {}
+    if cfg.infonce:
+        losses["infonce"] = infonce(query, gallery, pids, cfg.temperature)
+    if cfg.triplet:
+        losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin)
+    if cfg.adversarial and clo_proj is not None and clo_text is not None:
+        losses["adversarial"] = clothing_adversarial(clo_proj, clo_text, cfg.temperature, valid)
+    if cfg.clothing_match and clo_proj is not None and clo_text is not None:
+        losses["clothing_match"] = clothing_match(clo_proj, clo_text, cfg.temperature, valid)
+    if cfg.hsic and f_id is not None and f_clo is not None:
+        losses["hsic"] = hsic(f_id, f_clo, kernel=cfg.hsic_kernel, sigma=cfg.hsic_sigma)
+    if cfg.gate_reg and gate is not None:
+        losses["gate_reg"] = gate_regularization(gate)
+    return losses
+
+
+def weighted_total(losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor]) -> Tensor:
+    """``sum_k w_k * L_k`` over the named losses; every loss needs a weight (a float or a scalar tensor)."""
+    if not losses:
+        raise ValueError("weighted_total: no losses to sum")
+    missing = sorted(set(losses) - set(weights))
+    if missing:
+        raise KeyError(f"weighted_total: no weight for loss '{missing[0]}' (weights given: {sorted(weights)})")
+    terms = [torch.as_tensor(weights[name]).to(loss.device, loss.dtype) * loss for name, loss in losses.items()]
+    return sum(terms[1:], terms[0])
+
+
+def _required(source: Mapping[str, Any], key: str, where: str) -> Tensor:
+    value = source.get(key)
+    if value is None:
+        raise KeyError(f"compute_losses: {where}['{key}'] is missing or None (have: {sorted(source)})")
+    return value

@@ -1,0 +1,94 @@
+"""The objective: names follow the config switches, None inputs skip their terms, values equal the functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from reid.losses import (
+    LossConfig,
+    clothing_adversarial,
+    compute_losses,
+    enabled_terms,
+    hsic,
+    infonce,
+    triplet_batch_hard,
+    weighted_total,
+)
+from reid.losses.objective import TERMS
+
+B, E, D = 8, 6, 10
+
+
+def _outputs(bdam: bool = True) -> dict[str, torch.Tensor | None]:
+    gen = torch.Generator().manual_seed(3)
+    out: dict[str, torch.Tensor | None] = {
+        "query_emb": torch.randn(B, E, generator=gen),
+        "gallery_emb": torch.randn(B, E, generator=gen),
+        "f_id_gate": None, "f_clo_gate": None, "bdam_gate": None, "clo_proj": None, "clo_text_emb": None,
+        "has_clo_desc": None,
+    }
+    if bdam:
+        out.update(f_id_gate=torch.randn(B, D, generator=gen), f_clo_gate=torch.randn(B, D, generator=gen),
+                   bdam_gate=torch.rand(B, D, generator=gen), clo_proj=torch.randn(B, E, generator=gen),
+                   clo_text_emb=torch.randn(B, E, generator=gen),
+                   has_clo_desc=torch.tensor([True, True, False, True, True, True, False, True]))
+    return out
+
+
+BATCH = {"pids": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}
+
+
+@pytest.mark.parametrize("switches", list(itertools.product([True, False], repeat=6))[::7])
+@pytest.mark.parametrize("bdam", [True, False])
+def test_names_follow_switches_and_bdam(switches: tuple[bool, ...], bdam: bool) -> None:
+    cfg = LossConfig(**dict(zip(TERMS, switches, strict=True)))
+    losses = compute_losses(_outputs(bdam), BATCH, cfg)
+    expected = [t for t, on in zip(TERMS, switches, strict=True) if on and (bdam or t in ("infonce", "triplet"))]
+    assert list(losses) == expected == enabled_terms(cfg, bdam=bdam)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+
+
+def test_values_equal_the_loss_functions() -> None:
+    out = _outputs()
+    cfg = LossConfig(clothing_match=True, hsic_kernel="rbf", temperature=0.2, triplet_margin=0.5)
+    losses = compute_losses(out, BATCH, cfg)
+    pids = BATCH["pids"]
+    assert torch.equal(losses["infonce"], infonce(out["query_emb"], out["gallery_emb"], pids, 0.2))
+    assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], pids, 0.5))
+    assert torch.equal(losses["adversarial"],
+                       clothing_adversarial(out["clo_proj"], out["clo_text_emb"], 0.2, out["has_clo_desc"]))
+    assert torch.equal(losses["hsic"], hsic(out["f_id_gate"], out["f_clo_gate"], kernel="rbf"))
+
+
+def test_triplet_uses_gallery_embedding_without_bdam() -> None:
+    out = _outputs(bdam=False)
+    losses = compute_losses(out, BATCH, LossConfig())
+    assert torch.equal(losses["triplet"], triplet_batch_hard(out["gallery_emb"], BATCH["pids"], 0.3))
+
+
+def test_missing_required_inputs_raise_with_the_key() -> None:
+    out = _outputs()
+    out["query_emb"] = None
+    with pytest.raises(KeyError, match="outputs\\['query_emb'\\] is missing"):
+        compute_losses(out, BATCH, LossConfig())
+    with pytest.raises(KeyError, match="batch\\['pids'\\] is missing"):
+        compute_losses(_outputs(), {}, LossConfig())
+
+
+def test_weighted_total() -> None:
+    losses = {"a": torch.tensor(2.0, requires_grad=True), "b": torch.tensor(3.0)}
+    total = weighted_total(losses, {"a": 0.5, "b": torch.tensor(2.0), "unused": 9.0})
+    assert total.item() == 7.0 and total.requires_grad
+    with pytest.raises(KeyError, match="no weight for loss 'b'"):
+        weighted_total(losses, {"a": 1.0})
+
+
+def test_loss_config_validates() -> None:
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        LossConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="triplet_margin"):
+        dataclasses.replace(LossConfig(), triplet_margin=-1.0)
