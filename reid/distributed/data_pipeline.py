@@ -49,7 +49,7 @@ def train_batches(
     }
     return ds.map_batches(
         PKBatchBuilder, batch_size=None, batch_format="numpy", fn_constructor_kwargs=builder_kwargs,
-        concurrency=cfg.loader_actors, num_cpus=0.5,
+        compute=ray.data.ActorPoolStrategy(size=cfg.loader_actors), num_cpus=0.5,
     )
 
 
