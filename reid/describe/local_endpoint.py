@@ -4,7 +4,7 @@ It answers ``POST <base>/chat/completions`` with a fixed valid description, afte
 be told to fail requests for an image in order: ``"429"`` (with ``Retry-After``), ``"500"``, ``"slow"``
 (sleep ``slow_s`` before answering), ``"malformed"`` (a broken HTTP body), ``"bad_json"`` (an answer
 that is not JSON) or ``"coverage"`` (valid JSON failing validation). Images are keyed by the SHA-256 of
-the decoded data-URL bytes; every request is counted per image.
+the decoded data-URL bytes; every request is counted (and timed) per image.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class EndpointScript:
     answer: Callable[[str], dict[str, Any]] = lambda key: DEFAULT_ANSWER
     part_answer: Callable[[str], str] = lambda key: "a plain phrase"
     requests: Counter[str] = field(default_factory=Counter)
+    times: dict[str, list[float]] = field(default_factory=dict)
     answered: Counter[str] = field(default_factory=Counter)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -59,6 +60,7 @@ class EndpointScript:
     def next_fault(self, key: str) -> str:
         with self.lock:
             self.requests[key] += 1
+            self.times.setdefault(key, []).append(time.monotonic())
             queue = self.faults.get(key, self.faults.get("*"))
             return queue.pop(0) if queue else "ok"
 
@@ -146,7 +148,8 @@ class LocalChatEndpoint:
         self.script = script or EndpointScript()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.script = self.script
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-chat", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-chat",
+                                        daemon=True)
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,48 @@
+"""A describe job killed halfway and re-run: every image described once, no finished image asked again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from reid.describe.runner import describe_dataset_local
+from reid.describe.table import read_descriptions_table
+
+
+def _wait_for(predicate, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.02)
+
+
+def test_killed_job_resumes_without_repeating_finished_images(make_dataset, endpoint, mllm_config, api_key,
+                                                              tmp_path) -> None:
+    data = make_dataset(identities=12, per_identity=2)  # 24 images, 12 batches of 2
+    endpoint.script.latency_s = 0.15
+    command = [sys.executable, "-m", "reid.cli.main", "describe", "--data", data.uri, "--local",
+               "--set", "describe.backend=mllm", "--set", f"describe.base_url={endpoint.base_url}",
+               "--set", f"describe.api_key_env={api_key.name}", "--set", "describe.concurrency=2",
+               "--set", "describe.batch_size=2", "--set", "describe.splits=[train]"]
+    log = (tmp_path / "job.log").open("wb")
+    job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        _wait_for(lambda: sum(endpoint.script.answered.values()) >= 9, timeout_s=60)
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    first = {r["image_id"] for r in read_descriptions_table(data.uri).to_pylist()}
+    assert 0 < len(first) < len(data.images)
+
+    summary = describe_dataset_local(data.uri, mllm_config(concurrency=2, batch_size=2))
+    rows = read_descriptions_table(data.uri).to_pylist()
+    assert sorted(r["image_id"] for r in rows) == sorted(data.images)  # each image exactly once
+    assert all(endpoint.script.requests[data.key(i)] == 1 for i in first)  # finished ones never asked again
+    assert summary["skipped_finished"] == len(first)
+    assert summary["images"] == len(data.images) - len(first)
+    repeated = sum(endpoint.script.requests.values()) - len(data.images)
+    assert 0 <= repeated <= 2  # at most the one batch in flight when the job died
