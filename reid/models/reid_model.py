@@ -1,0 +1,200 @@
+"""The T2I-ReID model: encoders, BDAM, fusion and projections; returns named features, computes no loss."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reid.models.bdam import Bdam
+from reid.models.encoders import ImageEncoder, TextEncoder
+
+
+class ReidModel(nn.Module):
+    """Query side: caption -> text encoder -> pooled -> ``text_proj`` -> ``[B, E]`` (DESIGN 3.4).
+
+    Gallery side: image -> ViT tokens ``[B, L, D]`` -> BDAM (gated identity tokens) -> fusion with the
+    identity description's tokens -> ``[B, E]``. Without BDAM (``bdam=None``) the encoder tokens go to
+    fusion and their mean is ``f_id``. Score = cosine of the two embeddings.
+
+    Images arrive as uint8 ``[B, 3, H, W]`` (or float in [0, 1]) and are normalised here with
+    ``image_mean`` / ``image_std``. ``fusion`` is any module with the interface of
+    :class:`reid.models.fusion.FusionModule`; ``fusion_uses_text=False`` skips encoding descriptions
+    for it (the image-only "none" fusion).
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        text_encoder: TextEncoder,
+        bdam: Bdam | None,
+        fusion: nn.Module,
+        embed_dim: int,
+        image_size: tuple[int, int],
+        image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        image_std: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        fusion_uses_text: bool = True,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.bdam = bdam
+        self.fusion = fusion
+        self.fusion_uses_text = fusion_uses_text
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.embed_dim = embed_dim
+        self.text_proj = nn.Linear(text_encoder.hidden_size, embed_dim)
+        self.clo_proj = nn.Linear(image_encoder.hidden_size, embed_dim) if bdam is not None else None
+        self.register_buffer("pixel_mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
+
+    # ----------------------------------------------------------------------------------------- training
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor | None]:
+        """Named features of a batch (see the class and DESIGN 3); no loss.
+
+        Reads ``images`` [B,3,H,W], ``caption_ids``/``caption_mask`` [B,T] and, when present,
+        ``id_desc_ids``/``id_desc_mask``/``has_id_desc`` and ``clo_desc_ids``/``clo_desc_mask``/
+        ``has_clo_desc``. Returns ``query_emb``, ``gallery_emb``, ``clo_proj``, ``clo_text_emb`` [B, E]
+        (projections, not normalised); ``f_id_gate``, ``f_clo_gate``, ``bdam_gate`` [B, D];
+        ``has_clo_desc``, ``w_img``, ``w_txt`` [B]. Clothing outputs are None without BDAM,
+        ``bdam_gate`` without a gate, ``clo_text_emb`` when the batch has no clothing descriptions.
+        ``clo_proj`` projects the ungated pooled clothing feature hat f_clo (eq. 1); ``clo_text_emb`` is
+        the clothing description through the query's text projection (the same embedding space).
+        Without BDAM, ``f_id_gate`` is the mean of the encoder tokens (so triplet still applies).
+        """
+        images = _require(batch, "images")
+        size = images.shape[0]
+        texts = [(_require(batch, "caption_ids"), _require(batch, "caption_mask"))]
+        id_desc = _description(batch, "id_desc", size) if self.fusion_uses_text else None
+        clo_desc = _description(batch, "clo_desc", size) if self.bdam is not None else None
+        texts += [desc[:2] for desc in (id_desc, clo_desc) if desc is not None]
+        encoded = self._encode_text_batches(texts)
+        if id_desc is not None:
+            gallery = self._gallery(images, encoded[1][0], id_desc[1], id_desc[2])
+        else:
+            gallery = self._gallery(images, None, None, None)
+        bdam_out = gallery["bdam"]
+        clo_text_emb = self.text_proj(encoded[-1][1]) if clo_desc is not None else None
+        has_clo = clo_desc[2] if clo_desc is not None else batch.get("has_clo_desc")
+        if has_clo is None:
+            has_clo = torch.zeros(size, dtype=torch.bool, device=images.device)
+        clo_proj = self.clo_proj(bdam_out.f_clo) if bdam_out is not None and self.clo_proj is not None else None
+        return {
+            "query_emb": self.text_proj(encoded[0][1]),
+            "gallery_emb": gallery["embedding"],
+            "f_id_gate": gallery["f_id_gate"],
+            "f_clo_gate": bdam_out.f_clo_gate if bdam_out is not None else None,
+            "bdam_gate": bdam_out.gate if bdam_out is not None else None,
+            "clo_proj": clo_proj,
+            "clo_text_emb": clo_text_emb,
+            "has_clo_desc": has_clo,
+            "w_img": gallery["w_img"],
+            "w_txt": gallery["w_txt"],
+        }
+
+    # ---------------------------------------------------------------------------------------- retrieval
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Query embeddings ``[N, E]``, L2-normalised, of token ids ``[N, T]``."""
+        _, pooled = self.text_encoder(input_ids, attention_mask)
+        return F.normalize(self.text_proj(pooled), dim=-1)
+
+    def encode_gallery(
+        self,
+        images: torch.Tensor,
+        desc_ids: torch.Tensor | None = None,
+        desc_mask: torch.Tensor | None = None,
+        has_desc: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Gallery embeddings ``[N, E]``, L2-normalised, of images ``[N, 3, H, W]`` and optional
+        identity-description ids/mask ``[N, T]`` (``has_desc [N]`` bool marks which rows have one)."""
+        desc_tokens = None
+        if desc_ids is not None and self.fusion_uses_text:
+            if desc_mask is None:
+                raise ValueError("encode_gallery: desc_ids given without desc_mask")
+            if has_desc is None:
+                has_desc = desc_mask.bool().any(dim=1)
+            desc_tokens, _ = self.text_encoder(desc_ids, desc_mask)
+        else:
+            desc_mask = has_desc = None
+        return F.normalize(self._gallery(images, desc_tokens, desc_mask, has_desc)["embedding"], dim=-1)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The last layer every task's loss passes through, for GradNorm's per-task gradient norms.
+
+        That is the vision encoder's final LayerNorm (weight and bias): all image-side terms (InfoNCE
+        through the gallery embedding, triplet, adversarial, HSIC, gate regularisation) read its output.
+        """
+        return list(self.image_encoder.final_norm.parameters())
+
+    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, 3, H, W]`` (or float in [0, 1]) -> ``(x - mean) / std`` in the model's dtype."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+        if tuple(images.shape[-2:]) != self.image_size:
+            raise ValueError(
+                f"images are {images.shape[-2]}x{images.shape[-1]} but the model was built for "
+                f"{self.image_size[0]}x{self.image_size[1]} (data.image_size)"
+            )
+        x = images.to(self.pixel_mean.dtype)
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        return (x - self.pixel_mean) / self.pixel_std
+
+    # ---------------------------------------------------------------------------------------- internals
+    def _gallery(
+        self,
+        images: torch.Tensor,
+        desc_tokens: torch.Tensor | None,
+        desc_mask: torch.Tensor | None,
+        has_desc: torch.Tensor | None,
+    ) -> dict[str, Any]:
+        tokens = self.image_encoder(self.normalize_images(images))
+        if self.bdam is not None:
+            bdam_out = self.bdam(tokens)
+            id_tokens, f_id_gate = bdam_out.id_tokens, bdam_out.f_id_gate
+        else:
+            bdam_out, id_tokens, f_id_gate = None, tokens, tokens.mean(dim=1)
+        fused = self.fusion(id_tokens, desc_tokens, desc_mask, has_desc)
+        return {
+            "embedding": fused["embedding"], "w_img": fused["w_img"], "w_txt": fused["w_txt"],
+            "f_id_gate": f_id_gate, "bdam": bdam_out,
+        }
+
+    def _encode_text_batches(
+        self, texts: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Encode several ``(ids, mask)`` ``[B, T_i]`` pairs in one text-encoder call (padded to max T)."""
+        length = max(ids.shape[1] for ids, _ in texts)
+        ids = torch.cat([F.pad(i, (0, length - i.shape[1])) for i, _ in texts])
+        mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in texts])
+        tokens, pooled = self.text_encoder(ids, mask)
+        out, start = [], 0
+        for i, _ in texts:
+            n, t = i.shape
+            out.append((tokens[start:start + n, :t], pooled[start:start + n]))
+            start += n
+        return out
+
+
+def _require(batch: Mapping[str, Any], key: str) -> torch.Tensor:
+    if key not in batch:
+        raise KeyError(f"model batch is missing '{key}' (has: {', '.join(sorted(batch))})")
+    return batch[key]
+
+
+def _description(
+    batch: Mapping[str, Any], prefix: str, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``(ids, mask, has)`` of a description kind in the batch, or None when the batch has none."""
+    if f"{prefix}_ids" not in batch:
+        return None
+    ids, mask = batch[f"{prefix}_ids"], _require(batch, f"{prefix}_mask")
+    has = batch.get(f"has_{prefix}")
+    if has is None:
+        has = mask.bool().any(dim=1)
+    if ids.shape[0] != size or has.shape != (size,):
+        raise ValueError(f"'{prefix}_ids' {tuple(ids.shape)} / 'has_{prefix}' do not match batch size {size}")
+    return ids, mask, has.bool()
