@@ -84,7 +84,9 @@ def coerce(tp: Any, value: Any, path: str, source: str) -> Any:
             raise _type_error(path, source, "an integer", value)
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            value = _float_or_none(value) if value.strip() else None
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(path, source, "a number", value)
         return float(value)
     if tp is str:
@@ -92,6 +94,14 @@ def coerce(tp: Any, value: Any, path: str, source: str) -> Any:
             raise _type_error(path, source, "a string", value)
         return value
     raise ConfigError(f"{source}: '{path}' has an unsupported annotation {tp!r}")
+
+
+def _float_or_none(text: str) -> float | str:
+    """YAML 1.1 reads ``3e-5`` (no dot) as a string; accept it as the number it means."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _type_error(path: str, source: str, expected: str, value: Any) -> ConfigError:
