@@ -42,8 +42,10 @@ class GradNorm(nn.Module):
     the gradient balance: on a two-task toy with a x100 loss scale it pushed the large task's weight
     towards the lower clip while that task's gap to its target grew, where ``"mean"`` converged.
 
-    After each step the weights are rescaled by one common factor so that :math:`\sum_k w_k = K` with
-    each in ``clip`` (both hold exactly: the factor is solved for).
+    A task whose loss is 0 on a step (e.g. a batch without clothing descriptions) sits that step out:
+    it is left out of the L1 sum, of the mean ratio and of :math:`G_{ref}`. After each step the weights
+    are rescaled by one common factor so that :math:`\sum_k w_k = K` with each in ``clip`` (both hold
+    exactly: the factor is solved for).
 
     The norms come from ``torch.autograd.grad(L_k, shared_params, retain_graph=True)``: no ``.grad``
     of a model parameter is read or written and no hook of a DeepSpeed (ZeRO 0-2) or DDP engine fires,
@@ -111,10 +113,13 @@ class GradNorm(nn.Module):
             logger.warning("GradNorm: non-finite loss or gradient norm %s / %s; weights not updated",
                            values.tolist(), norms.tolist())
             return
+        active = values > 0
+        if not bool(active.any()):
+            return
         self._record_initial(values)
         ratio = torch.where(self.has_initial, values / self.initial_losses.clamp_min(1e-12), torch.ones_like(values))
-        targets, g = self._targets_and_norms(ratio, norms)
-        l1 = (g - targets).abs().sum()
+        targets, g = self._targets_and_norms(ratio, norms, active)
+        l1 = torch.where(active, (g - targets).abs(), torch.zeros_like(g)).sum()
         objective = l1 + self.log_reg * self.log_weights.pow(2).sum()
         self.optimizer.zero_grad(set_to_none=True)
         (self.log_weights.grad,) = torch.autograd.grad(objective, [self.log_weights])
@@ -126,11 +131,15 @@ class GradNorm(nn.Module):
             self.last_stats[f"grad_norm/{name}"] = norm
             self.last_stats[f"target/{name}"] = target
 
-    def _targets_and_norms(self, ratio: Tensor, norms: Tensor) -> tuple[Tensor, Tensor]:
-        """Constant targets r~_k^alpha G_ref [K] and the weighted norms G_k = w_k ||grad L_k|| [K] (with grad)."""
+    def _targets_and_norms(self, ratio: Tensor, norms: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
+        """Constant targets r~_k^alpha G_ref [K] and the weighted norms G_k = w_k ||grad L_k|| [K] (with grad).
+
+        Means (of r and, for ``"mean"``, of G) and the ``"first"`` task run over the active tasks only.
+        """
         g = self.log_weights.exp() * norms
-        g_ref = g[0].detach() if self.reference == "first" else g.detach().mean()
-        return g_ref * (ratio / ratio.mean()).pow(self.alpha), g
+        g_active = g.detach()[active]
+        g_ref = g_active[0] if self.reference == "first" else g_active.mean()
+        return g_ref * (ratio / ratio[active].mean()).pow(self.alpha), g
 
     def _record_initial(self, values: Tensor) -> None:
         new = ~self.has_initial & (values > 0)

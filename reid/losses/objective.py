@@ -19,25 +19,33 @@ TERMS = ("infonce", "triplet", "adversarial", "clothing_match", "hsic", "gate_re
 BDAM_TERMS = frozenset({"adversarial", "clothing_match", "hsic", "gate_reg"})
 
 
-def enabled_terms(cfg: LossConfig, bdam: bool = True) -> list[str]:
-    """Names :func:`compute_losses` returns for a model with or without BDAM, in :data:`TERMS` order.
+def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True) -> list[str]:
+    """Names :func:`compute_losses` returns, in :data:`TERMS` order, for a model with or without BDAM
+    and with or without the BDAM gate (``model.bdam.enabled``, ``model.bdam.gate``).
 
-    Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain.
+    Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain; without
+    the gate there is no gate regularisation. These are the task names for :func:`build_balancer`.
     """
-    return [name for name in TERMS if getattr(cfg, name) and (bdam or name not in BDAM_TERMS)]
+    present = {name for name in TERMS if bdam or name not in BDAM_TERMS}
+    if not gate:
+        present.discard("gate_reg")
+    return [name for name in TERMS if getattr(cfg, name) and name in present]
 
 
 def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: LossConfig) -> dict[str, Tensor]:
     """Named scalar losses of the enabled terms (paper 3.2, 3.5).
 
     Reads from ``outputs`` (the model's forward dict): ``query_emb`` [B, E] and ``gallery_emb`` [B, E]
-    (required), and the BDAM tensors ``f_id_gate``, ``f_clo_gate``, ``bdam_gate`` [B, D], ``clo_proj``,
-    ``clo_text_emb`` [B, E], ``has_clo_desc`` [B] bool (absent or None without BDAM / descriptions).
-    Reads ``pids`` [B] long from ``batch``. A term whose optional inputs are None is skipped, so the
-    keys equal :func:`enabled_terms` ``(cfg, bdam=outputs["f_id_gate"] is not None)``.
+    (required); ``f_id_gate`` [B, D] (the pooled encoder feature without BDAM); the BDAM tensors
+    ``f_clo_gate``, ``bdam_gate`` [B, D], ``clo_proj``, ``clo_text_emb`` [B, E] and ``has_clo_desc``
+    [B] bool (absent or None without BDAM, gate or clothing descriptions). Reads ``pids`` [B] long
+    from ``batch``. A term whose model-side inputs are None is skipped (no BDAM: no ``clo_proj``,
+    ``f_clo_gate``; no gate: no ``bdam_gate``), so the keys are the same on every step and equal
+    :func:`enabled_terms`. A batch without clothing descriptions (``clo_text_emb`` None, or
+    ``has_clo_desc`` with fewer than two True) gives 0 for the clothing terms, still attached to the graph.
 
     - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb);
-    - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb without BDAM);
+    - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb when that is None);
     - ``adversarial``: eq. 1 on (clo_proj, clo_text_emb), rows with a clothing description;
     - ``clothing_match``: symmetric InfoNCE on the same pairs;
     - ``hsic``: eq. 2 between f_id_gate and f_clo_gate;
@@ -53,9 +61,11 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
         losses["infonce"] = infonce(query, gallery, pids, cfg.temperature)
     if cfg.triplet:
         losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin)
-    if cfg.adversarial and clo_proj is not None and clo_text is not None:
+    if clo_proj is not None and clo_text is None:  # no clothing description in this batch
+        clo_text, valid = torch.zeros_like(clo_proj), torch.zeros(len(clo_proj), dtype=torch.bool)
+    if cfg.adversarial and clo_proj is not None:
         losses["adversarial"] = clothing_adversarial(clo_proj, clo_text, cfg.temperature, valid)
-    if cfg.clothing_match and clo_proj is not None and clo_text is not None:
+    if cfg.clothing_match and clo_proj is not None:
         losses["clothing_match"] = clothing_match(clo_proj, clo_text, cfg.temperature, valid)
     if cfg.hsic and f_id is not None and f_clo is not None:
         losses["hsic"] = hsic(f_id, f_clo, kernel=cfg.hsic_kernel, sigma=cfg.hsic_sigma)

@@ -194,3 +194,17 @@ def test_task_without_gradient_on_shared_params_gets_zero_norm() -> None:
     losses = {**model.losses(), "const": model.head1.weight.sum()}  # does not reach model.shared
     gn.balance(losses, list(model.shared.parameters()))
     assert gn.stats()["grad_norm/const"] == 0.0 and gn.stats()["grad_norm/small"] > 0
+
+
+def test_zero_loss_task_sits_the_step_out() -> None:
+    model = Toy()
+    two, three = GradNorm(TASKS), GradNorm([*TASKS, "absent"])
+    for step in range(3):
+        losses = model.losses()
+        two.balance(losses, list(model.shared.parameters()))
+        three.balance({**losses, "absent": model.shared.weight.sum() * 0.0}, list(model.shared.parameters()))
+        w2, w3 = two.weights(), three.weights()
+        assert w3["small"] / w3["big"] == pytest.approx(w2["small"] / w2["big"], rel=1e-5)
+        if step == 0:  # equal weights before the first update: the same L1 objective
+            assert three.stats()["gradnorm_loss"] == pytest.approx(two.stats()["gradnorm_loss"], rel=1e-6)
+        assert sum(w3.values()) == pytest.approx(3.0, rel=1e-6)

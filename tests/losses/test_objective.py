@@ -92,3 +92,30 @@ def test_loss_config_validates() -> None:
         LossConfig(temperature=0.0)
     with pytest.raises(ValueError, match="triplet_margin"):
         dataclasses.replace(LossConfig(), triplet_margin=-1.0)
+
+
+def test_without_gate_there_is_no_gate_regularization() -> None:
+    out = _outputs()
+    out["bdam_gate"] = None
+    losses = compute_losses(out, BATCH, LossConfig())
+    assert list(losses) == enabled_terms(LossConfig(), bdam=True, gate=False) == [
+        "infonce", "triplet", "adversarial", "hsic"]
+
+
+def test_batch_without_clothing_descriptions_keeps_clothing_terms_at_zero() -> None:
+    out = _outputs()
+    out["clo_proj"] = out["clo_proj"].clone().requires_grad_(True)
+    cfg = LossConfig(clothing_match=True)
+    for text, valid in ((None, None), (out["clo_text_emb"], torch.zeros(B, dtype=torch.bool))):
+        losses = compute_losses({**out, "clo_text_emb": text, "has_clo_desc": valid}, BATCH, cfg)
+        assert list(losses) == enabled_terms(cfg)
+        for name in ("adversarial", "clothing_match"):
+            assert losses[name].item() == 0.0 and losses[name].requires_grad
+
+
+def test_no_bdam_model_outputs_use_pooled_feature_for_triplet() -> None:
+    out = _outputs(bdam=False)
+    out["f_id_gate"] = torch.randn(B, D)  # the model's pooled encoder feature without BDAM
+    losses = compute_losses(out, BATCH, LossConfig())
+    assert list(losses) == enabled_terms(LossConfig(), bdam=False) == ["infonce", "triplet"]
+    assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], BATCH["pids"], 0.3))
