@@ -83,7 +83,7 @@ def raw_labels(x: np.ndarray, algorithm: str, *, eps: float, min_samples: int, n
     if algorithm == "dbscan":
         return DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit_predict(x)
     if algorithm == "hdbscan":  # euclidean on unit vectors orders pairs as cosine does
-        return HDBSCAN(min_cluster_size=max(2, min_samples), min_samples=min_samples).fit_predict(x)
+        return HDBSCAN(min_cluster_size=max(2, min_samples), min_samples=min_samples, copy=True).fit_predict(x)
     if algorithm == "random":
         return np.random.default_rng(seed).integers(0, k, size=n)
     if algorithm == "kmeans":

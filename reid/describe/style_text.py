@@ -16,11 +16,12 @@ from reid.describe.vocabulary import Vocabulary
 PLACEHOLDERS = {"gender": "person", "identity": "trait", "garments": "garment", "colours": "colour",
                 "clothing_attributes": "detail"}
 _TOKEN = re.compile(r"[a-z]+|[^\sa-z]")
+_HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
 
 
 def mask_content(caption: str, vocab: Vocabulary) -> str:
     """``caption`` lower-cased with each vocabulary term replaced by its category's placeholder."""
-    tokens = _TOKEN.findall(caption.lower())
+    tokens = _TOKEN.findall(_HYPHEN.sub(" ", caption.lower()))  # "t-shirt" matches the term "t shirt"
     sets = [(PLACEHOLDERS[name], getattr(vocab, name)) for name in PLACEHOLDERS]
     longest = max(s.max_len for _, s in sets)
     out, i = [], 0
