@@ -29,9 +29,12 @@ class FusionConfig:
 
     kind: Literal["mamba", "transformer", "mlp", "none"] = "mamba"
     layers: int = 2
+    width: int = 256  # token width of the aligned sequence and of every fusion layer
     d_state: int = 16
     d_conv: int = 4
-    expand: int = 2
+    expand: int = 2  # Mamba inner width / width; also the hidden-width ratio of the "mlp" layers
+    heads: int = 4  # "transformer" only: attention heads (head width 64 at width 256)
+    ff_mult: int = 4  # "transformer" only: feed-forward width = ff_mult * width
     align: bool = True
     gate: bool = True
 

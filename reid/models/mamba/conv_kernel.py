@@ -1,0 +1,77 @@
+"""Numba CPU kernels: causal depthwise 1-D convolution over time followed by SiLU, channels-last.
+
+``a_t = bias + sum_k W[k] * x_{t - K + 1 + k}`` (zeros before the start), ``out_t = a_t * sigmoid(a_t)``;
+``x, out: [Bsz, L, D]``, ``Wt: [K, D]`` (the ``nn.Conv1d(D, D, K, groups=D)`` weight, transposed),
+``bias: [D]``. Work items are (batch row, block of ``dblk`` channels); the inner loop runs over channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from reid.models.mamba.fast_math import fast_sigmoid
+from reid.models.mamba.scan_kernel import FASTMATH
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv_silu_forward(x, Wt, bias, out, dblk):  # pragma: no cover - compiled
+    """Fill ``out [Bsz, L, D]``."""
+    nbatch, length, width = x.shape
+    kernel = Wt.shape[0]
+    nblk = (width + dblk - 1) // dblk
+    for item in prange(nbatch * nblk):
+        b = item // nblk
+        d0 = (item % nblk) * dblk
+        nd = min(dblk, width - d0)
+        wk = np.ascontiguousarray(Wt[:, d0 : d0 + nd])
+        acc = np.empty(nd, dtype=x.dtype)
+        for t in range(length):
+            acc[:] = bias[d0 : d0 + nd]
+            for k in range(max(0, kernel - 1 - t), kernel):
+                xr = x[b, t - kernel + 1 + k, d0 : d0 + nd]
+                for j in range(nd):
+                    acc[j] += wk[k, j] * xr[j]
+            row = out[b, t, d0 : d0 + nd]
+            for j in range(nd):
+                row[j] = acc[j] * fast_sigmoid(acc[j])
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv_silu_backward(x, Wt, bias, gout, gx, gW, gbias, dblk):  # pragma: no cover - compiled
+    """Fill ``gx [Bsz, L, D]`` and the per-row partials ``gW [Bsz, K, D]``, ``gbias [Bsz, D]``."""
+    nbatch, length, width = x.shape
+    kernel = Wt.shape[0]
+    nblk = (width + dblk - 1) // dblk
+    for item in prange(nbatch * nblk):
+        b = item // nblk
+        d0 = (item % nblk) * dblk
+        nd = min(dblk, width - d0)
+        wk = np.ascontiguousarray(Wt[:, d0 : d0 + nd])
+        acc = np.empty(nd, dtype=x.dtype)
+        ga = np.empty(nd, dtype=x.dtype)
+        gw = np.zeros((kernel, nd), dtype=np.float64)
+        gb = np.zeros(nd, dtype=np.float64)
+        one = np.ones(1, dtype=x.dtype)[0]
+        for t in range(length):
+            acc[:] = bias[d0 : d0 + nd]
+            for k in range(max(0, kernel - 1 - t), kernel):
+                xr = x[b, t - kernel + 1 + k, d0 : d0 + nd]
+                for j in range(nd):
+                    acc[j] += wk[k, j] * xr[j]
+            go = gout[b, t, d0 : d0 + nd]
+            for j in range(nd):
+                s = fast_sigmoid(acc[j])
+                ga[j] = go[j] * s * (one + acc[j] * (one - s))
+                gb[j] += ga[j]
+            # x_{t-K+1+k} fed a_t through W[k]: scatter into rows t-K+1 .. t (row t is first touched here).
+            gx[b, t, d0 : d0 + nd] = 0
+            for k in range(max(0, kernel - 1 - t), kernel):
+                tt = t - kernel + 1 + k
+                xr = x[b, tt, d0 : d0 + nd]
+                gr = gx[b, tt, d0 : d0 + nd]
+                for j in range(nd):
+                    gr[j] += wk[k, j] * ga[j]
+                    gw[k, j] += ga[j] * xr[j]
+        gW[b, :, d0 : d0 + nd] = gw
+        gbias[b, d0 : d0 + nd] = gb
