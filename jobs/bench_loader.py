@@ -29,12 +29,12 @@ def baseline_rate(image_dir: Path, transform, repeats: int) -> tuple[float, int]
 
 
 def ray_rate(config, epochs: int) -> tuple[float, int]:  # noqa: ANN001
-    from reid.distributed.data_pipeline import train_batches
+    from reid.distributed.data_pipeline import iter_pk_batches, train_batches
 
     def one_epoch(epoch: int) -> int:
         count = 0
-        for batch in train_batches(config.data, config.seed, epoch).iter_batches(batch_size=None, batch_format="numpy"):
-            count += len(batch.get("pids", []))
+        for batch in iter_pk_batches(train_batches(config.data, config.seed, epoch), config.data):
+            count += len(batch["pids"])
         return count
 
     one_epoch(0)  # warm-up: actor start, tokenizer load, shuffle plan

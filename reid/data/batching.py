@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,8 @@ class PKBatchBuilder:
     Output (numpy): ``images`` uint8 [P*K, 3, H, W]; ``pids`` int64 [P*K]; ``caption_ids``/``caption_mask``
     int64 [P*K, T] (one caption drawn per image); ``id_desc_ids``/``id_desc_mask``/``clo_desc_ids``/
     ``clo_desc_mask`` [P*K, T] with ``has_id_desc``/``has_clo_desc`` bool [P*K]; ``image_ids`` str [P*K].
-    A block with fewer than P rows (the end of an epoch) yields an empty batch.
+    A block with fewer than P rows (the end of an epoch) yields an empty batch. :meth:`batches` cuts a
+    larger block of identity rows into shuffled groups of P, one batch each.
     """
 
     def __init__(
@@ -63,6 +64,18 @@ class PKBatchBuilder:
                 captions.append(str(texts[int(rng.integers(len(texts)))]))
         return {"images": np.stack(images), "pids": np.asarray(pids, dtype=np.int64), "image_ids": np.asarray(ids),
                 **self.encode_texts(captions, ids)}
+
+    def batches(self, rows: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Shuffle the identities of ``rows`` (by the seed and their ids) and yield one batch per full group of P.
+
+        The last ``len(rows) % P`` identities of the shuffled block wait for another epoch.
+        """
+        pids = np.asarray(rows["person_id"], dtype=np.int64)
+        order = np.random.default_rng([self.seed, zlib.crc32(pids.tobytes())]).permutation(len(pids))
+        for start in range(0, len(order) - self.p + 1, self.p):
+            group = order[start : start + self.p]
+            yield self({key: np.asarray(column, dtype=object)[group] if key != "person_id" else pids[group]
+                        for key, column in rows.items()})
 
     def encode_texts(self, captions: list[str], image_ids: list[str]) -> dict[str, np.ndarray]:
         """Tokenised captions and identity/clothing descriptions (empty where an image has none)."""

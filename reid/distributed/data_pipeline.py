@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,27 +30,39 @@ def identity_shards(uri: str, split: str, storage: StorageConfig | None = None) 
     return files, root.filesystem
 
 
+def build_pk_batches(rows: dict[str, np.ndarray], **builder_kwargs: Any) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data task: a block of identity rows -> shuffled P x K batches (the tokenizer is cached per worker)."""
+    yield from PKBatchBuilder(**builder_kwargs).batches(rows)
+
+
 def train_batches(
     cfg: DataConfig, seed: int, epoch: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
     storage: StorageConfig | None = None, split: str = "train",
 ) -> ray.data.Dataset:
-    """One epoch of identity-balanced batches: identities reshuffled by ``(seed, epoch)``, P per batch, K images each.
+    """One epoch of identity-balanced batches, every P x K consecutive rows one batch.
 
-    Each output block is one batch of exactly P x K rows (see :class:`reid.data.batching.PKBatchBuilder`);
-    identities left over after the last full group of P wait for the next epoch's shuffle.
+    Shards are visited in an order shuffled by ``(seed, epoch)`` and the identities of each block are
+    shuffled again before being cut into groups of P (a block's last ``n % P`` identities wait for another
+    epoch), so no global shuffle is needed. Read it with :func:`iter_pk_batches`.
     """
     files, fs = identity_shards(cfg.uri, split, storage)
-    p, k = cfg.batch.p, cfg.batch.k
-    ds = ray.data.read_parquet(files, filesystem=fs)
-    ds = ds.random_shuffle(seed=seed * 100_003 + epoch).repartition(target_num_rows_per_block=p, strict=True)
+    ds = ray.data.read_parquet(files, filesystem=fs, override_num_blocks=len(files))
+    ds = ds.randomize_block_order(seed=seed * 100_003 + epoch)
     builder_kwargs = {
-        "p": p, "k": k, "image_size": tuple(cfg.image_size), "augment": cfg.augment, "tokenizer": cfg.tokenizer,
-        "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}), "seed": seed * 100_003 + epoch,
+        "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
+        "tokenizer": cfg.tokenizer, "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}),
+        "seed": seed * 100_003 + epoch,
     }
-    return ds.map_batches(
-        PKBatchBuilder, batch_size=None, batch_format="numpy", fn_constructor_kwargs=builder_kwargs,
-        compute=ray.data.ActorPoolStrategy(size=cfg.loader_actors), num_cpus=0.5,
-    )
+    return ds.map_batches(build_pk_batches, batch_size=None, batch_format="numpy", fn_kwargs=builder_kwargs,
+                          num_cpus=0.5)
+
+
+def iter_pk_batches(
+    source: ray.data.Dataset | ray.data.DataIterator, cfg: DataConfig
+) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of exactly P x K rows from :func:`train_batches` (or a ``streaming_split`` shard of it)."""
+    size = cfg.batch.p * cfg.batch.k
+    yield from source.iter_batches(batch_size=size, batch_format="numpy", drop_last=True)
 
 
 def _explode(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,7 +87,7 @@ def eval_images(cfg: DataConfig, split: str, storage: StorageConfig | None = Non
         return {"image_id": batch["image_id"], "person_id": batch["person_id"], "image": images,
                 "clothes_id": batch["clothes_id"]}
 
-    ds = ray.data.read_parquet(files, filesystem=fs).sort("person_id")
+    ds = ray.data.read_parquet(files, filesystem=fs)  # shard files in name order hold ascending person ids
     return ds.flat_map(_explode).map_batches(decode, batch_size=cfg.eval_batch_size, batch_format="numpy")
 
 
@@ -89,4 +101,4 @@ def eval_captions(cfg: DataConfig, split: str, storage: StorageConfig | None = N
                 for image_id, texts in zip(row["image_ids"], row["captions"], strict=True) for c in texts]
 
     columns = ["person_id", "image_ids", "captions"]
-    return ray.data.read_parquet(files, filesystem=fs, columns=columns).sort("person_id").flat_map(captions)
+    return ray.data.read_parquet(files, filesystem=fs, columns=columns).flat_map(captions)

@@ -10,7 +10,7 @@ from typing import Any
 
 from reid.config import Config, dump_config
 from reid.data.synth import generate
-from reid.distributed.data_pipeline import train_batches
+from reid.distributed.data_pipeline import iter_pk_batches, train_batches
 from reid.distributed.prepare_job import prepare_dataset
 from reid.distributed.runtime import ensure_ray
 from reid.storage import resolve, write_bytes
@@ -47,11 +47,7 @@ def run_demo(config: Config, workdir: str, identities: int = 60, images_per_iden
                           rejected=prepared.report["rejected"])
     start = time.perf_counter()
     ok = True
-    for batch in train_batches(config.data, config.seed, epoch=0, storage=config.storage).iter_batches(
-        batch_size=None, batch_format="numpy"
-    ):
-        if not len(batch.get("pids", [])):
-            continue
+    for batch in iter_pk_batches(train_batches(config.data, config.seed, 0, storage=config.storage), config.data):
         counts = Counter(batch["pids"].tolist())
         ok &= len(counts) == config.data.batch.p and set(counts.values()) == {config.data.batch.k}
         summary.batches += 1

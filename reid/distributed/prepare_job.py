@@ -122,7 +122,7 @@ def prepare_dataset(
     overwrite: bool = False,
     val_identities: int = 0,
     seed: int = 0,
-    identities_per_shard: int = 256,
+    identities_per_shard: int = 64,
     annotation: str | None = None,
     image_dir: str | None = None,
     storage: StorageConfig | None = None,

