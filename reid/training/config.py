@@ -8,35 +8,72 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam with weight decay and a cosine schedule with linear warm-up."""
+    """Adam (paper 4.2: lr 1e-4, weight decay 1e-3) and a cosine schedule with linear warm-up.
 
+    The learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over ``warmup_epochs`` and then
+    follows a half cosine down to ``min_lr_ratio * lr`` at the last step of ``train.epochs``.
+    """
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-4
     weight_decay: float = 1e-3
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.warmup_epochs < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:
+            raise ValueError("optim.warmup_epochs and optim.grad_clip must be >= 0, optim.min_lr_ratio in [0, 1]")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Ray Train workers and DeepSpeed engine settings, validation cadence and checkpoint storage."""
+    """Ray Train workers and DeepSpeed engine settings, validation cadence and checkpoint storage.
+
+    ``engine``: ``deepspeed`` wraps the model in a DeepSpeed engine (ZeRO ``zero_stage``, ``precision``);
+    ``torch`` is a plain optimiser whose gradients are averaged over workers before each step.
+    The run's checkpoints live under ``<storage_uri>/<name>``; the best inference checkpoint (chosen on
+    the validation split by ``eval.select_metric``) under ``<storage_uri>/<name>/best``.
+    ``stop_after_epochs`` ends a run early while keeping the schedule of ``epochs`` (an interruption
+    that ``--resume`` continues). ``deterministic`` asks torch for deterministic kernels.
+    """
 
     epochs: int = 10
     steps_per_epoch: int | None = None
     workers: int = 2
     cpus_per_worker: float = 0.4
     gpus_per_worker: float = 0.0
+    engine: Literal["deepspeed", "torch"] = "deepspeed"
     zero_stage: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"
     val_every: int = 1
     storage_uri: str = "runs/demo/checkpoints"
     name: str = "reid"
     max_failures: int = 1
+    keep_checkpoints: int | None = 2
+    stop_after_epochs: int | None = None
     deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.workers < 1 or self.val_every < 1:
+            raise ValueError("train.epochs, train.workers and train.val_every must be >= 1")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"train.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"train.steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+            raise ValueError(f"train.keep_checkpoints must be >= 1 or null, got {self.keep_checkpoints}")
+        if self.cpus_per_worker <= 0 and self.gpus_per_worker <= 0:
+            raise ValueError("train.cpus_per_worker or train.gpus_per_worker must be > 0")
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """MLflow tracking; ``uri: null`` means ``MLFLOW_TRACKING_URI`` or a local SQLite store."""
+    """MLflow tracking; ``uri: null`` means ``MLFLOW_TRACKING_URI`` or ``sqlite:///<runs_dir>/mlflow.db``."""
 
     uri: str | None = None
     experiment: str = "reid"
+    runs_dir: str = "runs"
+    enabled: bool = True

@@ -1,0 +1,8 @@
+"""Ray job entrypoint for training: ``ray job submit --working-dir . -- python jobs/train.py --config ...``."""
+
+import sys
+
+from reid.cli.main import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))

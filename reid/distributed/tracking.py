@@ -1,0 +1,121 @@
+"""MLflow tracking of training runs: redacted params, per-epoch metrics, resolved config and best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from reid.config import Config, flatten_config
+from reid.config.loader import config_to_dict
+from reid.training.config import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "<redacted>"
+SECRET_NAME = re.compile(r"secret|passw|token|api[_-]?key|access[_-]?key|credential|private|auth", re.IGNORECASE)
+MIN_SECRET_LENGTH = 6
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    """``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<runs_dir>/mlflow.db`` (made absolute)."""
+    if cfg.uri:
+        return cfg.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    runs = Path(cfg.runs_dir).absolute()
+    runs.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{runs / 'mlflow.db'}"
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names look secret (``*_TOKEN``, ``*_SECRET*``, ``*API_KEY``...)."""
+    env = os.environ if environ is None else environ
+    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH})
+
+
+def redact(key: str, value: Any, secrets: list[str]) -> Any:
+    """``value`` unless its key looks secret or it contains a secret environment value."""
+    if SECRET_NAME.search(key.rsplit(".", 1)[-1]) and value not in (None, "", False):
+        return REDACTED
+    if isinstance(value, str) and any(s in value for s in secrets):
+        return REDACTED
+    if isinstance(value, (list, tuple)):
+        return [redact(key, v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: redact(f"{key}.{k}", v, secrets) for k, v in value.items()}
+    return value
+
+
+def safe_params(config: Config) -> dict[str, str]:
+    """The flattened resolved config with secrets redacted, as MLflow param strings (500 chars max)."""
+    secrets = secret_values()
+    return {k: str(redact(k, v, secrets))[:500] for k, v in flatten_config(config).items()}
+
+
+def safe_config_yaml(config: Config) -> str:
+    """The resolved config as YAML, secrets redacted."""
+    return yaml.safe_dump(redact("", config_to_dict(config), secret_values()), sort_keys=False)
+
+
+class RunTracker:
+    """One MLflow run, addressed by id so any process (the driver, a Ray Train rank 0) can log to it."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri, self.run_id = uri, run_id
+        self.client = MlflowClient(tracking_uri=uri)
+
+    @classmethod
+    def create(cls, config: Config, run_name: str, parent_run_id: str | None = None) -> RunTracker:
+        """A new run in ``tracking.experiment`` with the redacted params and the resolved config artifact."""
+        uri = tracking_uri(config.tracking)
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(config.tracking.experiment)
+        exp_id = experiment.experiment_id if experiment else client.create_experiment(config.tracking.experiment)
+        tags = {"mlflow.runName": run_name}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(exp_id, run_name=run_name, tags=tags)
+        tracker = cls(uri, run.info.run_id)
+        params = [Param(k, v) for k, v in sorted(safe_params(config).items())]
+        for start in range(0, len(params), 100):
+            client.log_batch(tracker.run_id, params=params[start:start + 100])
+        client.log_text(tracker.run_id, safe_config_yaml(config), "config/resolved.yaml")
+        logger.info("MLflow run %s (%s) at %s", tracker.run_id, run_name, uri)
+        return tracker
+
+    def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None:
+        """Every finite metric of an epoch at ``step=epoch``."""
+        now = int(time.time() * 1000)
+        rows = [Metric(_key(k), float(v), now, epoch) for k, v in metrics.items() if _is_number(v)]
+        for start in range(0, len(rows), 500):
+            self.client.log_batch(self.run_id, metrics=rows[start:start + 500])
+
+    def log_metrics(self, metrics: Mapping[str, float], prefix: str = "") -> None:
+        self.log_epoch({f"{prefix}{k}": v for k, v in metrics.items()}, 0)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        secrets = secret_values()
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(redact(k, v, secrets))) for k, v in tags.items()])
+
+    def log_artifacts(self, directory: str, path: str) -> None:
+        self.client.log_artifacts(self.run_id, directory, path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

@@ -1,0 +1,247 @@
+"""Ray Train (TorchTrainer, Train V2) around the Ray-free loop: workers, DeepSpeed, storage, MLflow, seeds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import ray
+import ray.train
+import torch
+import yaml
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from reid.config import Config, dump_config
+from reid.config.typecheck import build_dataclass
+from reid.distributed.data_pipeline import train_batches
+from reid.distributed.runtime import ensure_ray
+from reid.distributed.tracking import RunTracker
+from reid.storage import exists, list_files, read_json, resolve, write_json
+from reid.training.batches import Batch, InMemoryBatches, count_identities, steps_per_epoch, take_rank
+from reid.training.loop import train_loop
+from reid.training.setup import build_parts, load_training_descriptions
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+TRACKING_FILE = "mlflow_run.json"
+
+
+class RunExistsError(RuntimeError):
+    """A fresh run was asked for where a run with checkpoints already exists (use ``--resume``)."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """The driver's view of a finished run: metrics in percent, where the best checkpoint is, the MLflow run."""
+
+    run_uri: str
+    best_uri: str | None
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    best_epoch: int | None
+    mlflow_run_id: str | None
+    finished: bool
+
+
+class RayTrainContext:
+    """:class:`reid.training.context.TrainContext` on a Ray Train worker."""
+
+    def __init__(self) -> None:
+        ctx = ray.train.get_context()
+        self.world_rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self._restored: str | None = None
+
+    def restored_checkpoint(self) -> str | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        self._restored = checkpoint.to_directory()
+        return self._restored
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None) -> None:
+        checkpoint = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(dict(metrics), checkpoint=checkpoint)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class RayDataBatches:
+    """This rank's share of the Ray Data pipeline's P x K batches (every world_size-th, in order)."""
+
+    def __init__(self, config: Config, descriptions: Mapping[str, Any], rank: int, world: int, steps: int) -> None:
+        self.config, self.descriptions, self.rank, self.world, self.steps = config, descriptions, rank, world, steps
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def batches(self, epoch: int) -> Any:
+        ds = train_batches(self.config.data, self.config.seed, epoch, self.descriptions, self.config.storage)
+        stream = (b for b in ds.iter_batches(batch_size=None, batch_format="numpy") if _non_empty(b))
+        return take_rank(stream, self.rank, self.world, self.steps)
+
+
+def _non_empty(batch: Batch) -> bool:
+    return bool(batch) and len(batch.get("pids", ())) > 0
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """The per-worker function: rebuild the config, build the parts, run the loop, write ``result.json``."""
+    config = build_dataclass(Config, yaml.safe_load(loop_config["config_yaml"]), "", "<train job>")
+    context = RayTrainContext()
+    if config.train.deterministic:
+        torch.set_num_threads(1)
+    descriptions = load_training_descriptions(config)
+    steps = loop_config["steps"]
+    if loop_config.get("data") == "memory":
+        data: Any = InMemoryBatches(config.data, config.seed, descriptions, config.storage, rank=context.world_rank,
+                                    world_size=context.world_size, limit=config.train.steps_per_epoch)
+    else:
+        data = RayDataBatches(config, descriptions, context.world_rank, context.world_size, steps)
+    parts = build_parts(config, context, data, steps, loop_config["best_uri"])
+    if context.world_rank == 0 and loop_config.get("mlflow_run_id"):
+        parts.tracker = RunTracker(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
+    result = train_loop(config, context, parts)
+    if context.world_rank == 0:
+        payload = {"best_uri": result.best_uri if result.state.best_epoch is not None else None,
+                   "best_epoch": result.state.best_epoch, "val": result.val_metrics, "test": result.test_metrics,
+                   "finished": result.finished, "history": result.state.history}
+        write_json(resolve(loop_config["run_uri"], config.storage).join(RESULT_FILE), payload)
+
+
+def run_uri(config: Config) -> str:
+    """Where a run's checkpoints live: ``<train.storage_uri>/<train.name>``."""
+    return f"{config.train.storage_uri.rstrip('/')}/{config.train.name}"
+
+
+def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | None = None,
+                  data: str = "ray") -> TorchTrainer:
+    """A ``TorchTrainer`` running :func:`train_worker` on ``train.workers`` workers.
+
+    Checkpoints go to ``<train.storage_uri>/<train.name>`` (``s3://`` through an explicit pyarrow
+    filesystem); ``FailureConfig(train.max_failures)`` restarts lost workers from the last one. A fresh
+    run refuses an existing run directory; ``resume`` continues it (Ray Train restores its checkpoint
+    manager from storage and :func:`ray.train.get_checkpoint` gives the newest checkpoint).
+    ``data`` is ``ray`` (the Ray Data pipeline, read by every worker) or ``memory`` (each worker holds the
+    training split in memory).
+    """
+    run = resolve(run_uri(config), config.storage)
+    started = exists(run) and bool(list_files(run))
+    if started and not resume:
+        raise RunExistsError(f"run '{config.train.name}' already has files at {run.uri}; pass --resume to "
+                             "continue it or choose another train.name")
+    root = resolve(config.train.storage_uri, config.storage)
+    identities = count_identities(config.data.uri, "train", config.storage)
+    steps = steps_per_epoch(identities, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)
+    loop_config = {
+        "config_yaml": dump_config(config), "steps": steps, "data": data, "run_uri": run.uri,
+        "best_uri": f"{run.uri}/best", "mlflow_uri": mlflow.uri if mlflow else None,
+        "mlflow_run_id": mlflow.run_id if mlflow else None,
+    }
+    use_gpu = config.train.gpus_per_worker > 0
+    resources = {"CPU": config.train.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = config.train.gpus_per_worker
+    run_config = RunConfig(
+        name=config.train.name,
+        storage_path=run.uri if not run.is_remote else root.path,
+        storage_filesystem=root.filesystem if run.is_remote else None,
+        failure_config=FailureConfig(max_failures=config.train.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+        worker_runtime_env={"env_vars": _worker_env()},
+    )
+    if not run.is_remote:
+        run_config = replace(run_config, storage_path=resolve(config.train.storage_uri).path)
+    return TorchTrainer(
+        train_worker, train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=config.train.workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        run_config=run_config,
+    )
+
+
+def _worker_env() -> dict[str, str]:
+    env = {"TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+    for key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray") -> TrainOutcome:
+    """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given)."""
+    ensure_ray()
+    run = resolve(run_uri(config), config.storage)
+    tracker = _tracker(config, run, resume, parent_run_id)
+    trainer = build_trainer(config, resume, tracker, data)
+    try:
+        trainer.fit()
+    except Exception:
+        if tracker:
+            tracker.finish("FAILED")
+        raise
+    outcome = _outcome(config, run, tracker)
+    if tracker:
+        _finish_tracking(tracker, outcome)
+    return outcome
+
+
+def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None) -> RunTracker | None:
+    if not config.tracking.enabled:
+        return None
+    saved = run.join(TRACKING_FILE)
+    if resume and exists(saved):
+        info = read_json(saved)
+        return RunTracker(info["uri"], info["run_id"])
+    tracker = RunTracker.create(config, config.train.name, parent_run_id)
+    write_json(saved, {"uri": tracker.uri, "run_id": tracker.run_id})
+    return tracker
+
+
+def _outcome(config: Config, run: Any, tracker: RunTracker | None) -> TrainOutcome:
+    result = read_json(run.join(RESULT_FILE))
+    return TrainOutcome(run.uri, result["best_uri"], result["val"], result["test"], result["best_epoch"],
+                        tracker.run_id if tracker else None, result["finished"])
+
+
+def _finish_tracking(tracker: RunTracker, outcome: TrainOutcome) -> None:
+    tracker.log_metrics(outcome.test_metrics, "test/")
+    tracker.log_metrics(outcome.val_metrics, "best_val/")
+    tags = {"run_uri": outcome.run_uri}
+    if outcome.best_uri:
+        tags["best_checkpoint_uri"] = outcome.best_uri
+        best = resolve(outcome.best_uri)
+        if not best.is_remote and os.path.isdir(best.path):
+            tracker.log_artifacts(best.path, "best_checkpoint")
+    tracker.set_tags(tags)
+    tracker.finish("FINISHED" if outcome.finished else "KILLED")
+
+
+def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str = "ray") -> dict[str, Any]:
+    """The paper's protocol: one run per seed (``<name>-seed<N>``) as children of one parent MLflow run,
+    which gets the mean and std of the test metrics."""
+    from reid.evaluation.selection import summarize_seeds
+
+    parent = RunTracker.create(config, f"{config.train.name}-seeds") if config.tracking.enabled else None
+    results = {}
+    for seed in seeds:
+        seeded = replace(config, seed=seed, train=replace(config.train, name=f"{config.train.name}-seed{seed}"))
+        outcome = train(seeded, resume, parent.run_id if parent else None, data)
+        results[seed] = outcome.test_metrics
+    summary = summarize_seeds(results)
+    if parent:
+        parent.log_metrics(summary.mean, "test_mean/")
+        parent.log_metrics(summary.std, "test_std/")
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "seeds.txt"), "w") as handle:
+                handle.write(summary.table() + "\n")
+            parent.log_artifacts(tmp, "seeds")
+        parent.finish()
+    return {"summary": summary, "parent_run_id": parent.run_id if parent else None}

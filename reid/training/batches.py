@@ -1,0 +1,100 @@
+"""Ray-free P x K batch streams: the in-memory source for one process, and the per-rank split of batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from reid.data.batching import PKBatchBuilder
+from reid.data.config import DataConfig
+from reid.storage import list_files, resolve
+from reid.storage.config import StorageConfig
+
+Batch = dict[str, np.ndarray]
+
+
+class BatchSource(Protocol):
+    """Yields this rank's P x K batches of one epoch (numpy, keys of :class:`PKBatchBuilder`)."""
+
+    def batches(self, epoch: int) -> Iterable[Batch]: ...
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle and augmentation seed of an epoch (the same rule as the Ray Data pipeline)."""
+    return seed * 100_003 + epoch
+
+
+def count_identities(uri: str, split: str, storage: StorageConfig | None = None) -> int:
+    """Identity rows of ``split`` from the Parquet footers (reads no data pages)."""
+    root = resolve(uri, storage).join("identities", split)
+    files = list_files(root, ".parquet")
+    if not files:
+        raise FileNotFoundError(f"no '{split}' shards under {root.uri} (run `reid prepare` first)")
+    return sum(pq.ParquetFile(f, filesystem=root.filesystem).metadata.num_rows for f in files)
+
+
+def steps_per_epoch(identities: int, p: int, world_size: int, limit: int | None = None) -> int:
+    """Optimiser steps per epoch and rank: ``floor(floor(identities / P) / world_size)``, capped by ``limit``."""
+    steps = (identities // p) // world_size
+    if steps < 1:
+        raise ValueError(f"{identities} training identities give no full batch of P={p} per each of "
+                         f"{world_size} workers; lower data.batch.p or train.workers")
+    return min(steps, limit) if limit else steps
+
+
+def take_rank(batches: Iterable[Batch], rank: int, world_size: int, steps: int) -> Iterator[Batch]:
+    """Every ``world_size``-th non-empty batch starting at ``rank``, ``steps`` of them (equal on every rank)."""
+    taken = 0
+    index = 0
+    for batch in batches:
+        if not batch or len(batch.get("pids", ())) == 0:
+            continue
+        if index % world_size == rank:
+            yield batch
+            taken += 1
+            if taken == steps:
+                return
+        index += 1
+    if taken < steps:
+        raise RuntimeError(f"rank {rank}: the epoch gave {taken} batches, {steps} expected")
+
+
+class InMemoryBatches:
+    """The training split held in memory; each epoch shuffles identities by ``(seed, epoch)`` and cuts
+    groups of P, each turned into one P x K batch by :class:`PKBatchBuilder` (as the Ray Data pipeline)."""
+
+    def __init__(self, cfg: DataConfig, seed: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
+                 storage: StorageConfig | None = None, split: str = "train", rank: int = 0, world_size: int = 1,
+                 limit: int | None = None) -> None:
+        root = resolve(cfg.uri, storage).join("identities", split)
+        files = list_files(root, ".parquet")
+        if not files:
+            raise FileNotFoundError(f"no '{split}' shards under {root.uri} (run `reid prepare` first)")
+        columns = ["person_id", "image_ids", "images", "captions"]
+        self.rows = [row for f in files
+                     for row in pq.read_table(f, filesystem=root.filesystem, columns=columns).to_pylist()]
+        self.cfg, self.seed, self.descriptions = cfg, seed, dict(descriptions or {})
+        self.rank, self.world_size = rank, world_size
+        self.steps = steps_per_epoch(len(self.rows), cfg.batch.p, world_size, limit)
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        seed = epoch_seed(self.seed, epoch)
+        order = np.random.default_rng(seed).permutation(len(self.rows))
+        p = self.cfg.batch.p
+        builder = PKBatchBuilder(p, self.cfg.batch.k, tuple(self.cfg.image_size), self.cfg.augment,
+                                 self.cfg.tokenizer, self.cfg.max_text_length, self.descriptions, seed)
+        groups = (order[i:i + p] for i in range(0, len(order) - p + 1, p))
+        built = (builder(self._block(group)) for group in groups)
+        return take_rank(built, self.rank, self.world_size, self.steps)
+
+    def _block(self, group: np.ndarray) -> dict[str, np.ndarray]:
+        rows = [self.rows[i] for i in group]
+        block = {key: np.empty(len(rows), dtype=object) for key in ("image_ids", "images", "captions")}
+        for i, row in enumerate(rows):
+            for key in block:
+                block[key][i] = row[key]
+        block["person_id"] = np.asarray([row["person_id"] for row in rows], dtype=np.int64)
+        return block

@@ -1,0 +1,66 @@
+"""A DeepSpeed engine (ZeRO 0-3, fp32/bf16; CPU accelerator over gloo or GPUs over NCCL) behind :class:`Engine`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT_TAG = "state"
+
+
+def deepspeed_config(micro_batch: int, zero_stage: int, precision: str, grad_clip: float) -> dict[str, Any]:
+    """The DeepSpeed JSON config for one micro-batch per step (no gradient accumulation)."""
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": int(micro_batch),
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": int(zero_stage)},
+        "bf16": {"enabled": precision == "bf16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 1_000_000_000,
+        "wall_clock_breakdown": False,
+    }
+    if grad_clip > 0:
+        config["gradient_clipping"] = float(grad_clip)
+    return config
+
+
+class DeepSpeedEngine:
+    """``deepspeed.initialize`` of a model with a torch optimiser and scheduler (stepped by the engine).
+
+    Every rank must call :meth:`save` (ZeRO writes one optimiser shard per rank) and :meth:`load`.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, config: Mapping[str, Any]) -> None:
+        import deepspeed
+
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=dict(config),
+        )
+        self.module = self.engine.module
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return self.engine(batch)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> None:
+        self.engine.step()
+
+    def learning_rate(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def save(self, directory: str, client_state: Mapping[str, Any]) -> None:
+        """``engine.save_checkpoint``: model, ZeRO optimiser shards, scheduler and ``client_state``."""
+        self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=dict(client_state))
+
+    def load(self, directory: str) -> dict[str, Any]:
+        """``engine.load_checkpoint`` of :meth:`save`'s directory; returns the client state."""
+        path, client = self.engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint '{CHECKPOINT_TAG}' under {directory}")
+        return dict(client or {})

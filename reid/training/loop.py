@@ -1,0 +1,217 @@
+"""The training loop (paper 4.2), written against :class:`TrainContext` so it runs with or without Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from reid.config import Config
+from reid.losses.gradnorm import FixedWeights, GradNorm
+from reid.losses.objective import compute_losses
+from reid.training.batches import BatchSource
+from reid.training.context import TrainContext
+from reid.training.engine import Engine
+from reid.training.validation import Validator, is_better
+
+logger = logging.getLogger(__name__)
+
+RNG_FILE = "rng-rank{rank}.pt"
+
+
+class Tracker(Protocol):
+    """Receives each epoch's metrics on rank 0 (e.g. MLflow)."""
+
+    def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None: ...
+
+
+@dataclass
+class LoopState:
+    """Progress saved with every checkpoint: the next epoch, optimiser steps so far and validation history."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "history": self.history,
+                "best_epoch": self.best_epoch, "best_score": self.best_score}
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run gives back; metrics in percent."""
+
+    state: LoopState
+    best_uri: str | None
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    finished: bool
+
+
+@dataclass
+class LoopParts:
+    """Everything the loop drives: the engine (model + optimiser), the task balancer, data and scorers.
+
+    ``save_best(model)`` writes the inference checkpoint of a new best epoch (rank 0) and
+    ``load_best()`` reads it back for the final test; ``validate`` and ``tracker`` run on rank 0 only.
+    """
+
+    engine: Engine
+    balancer: GradNorm | FixedWeights
+    data: BatchSource
+    steps_per_epoch: int
+    validate: Validator | None = None
+    tracker: Tracker | None = None
+    save_best: Any = None
+    load_best: Any = None
+    best_uri: str | None = None
+
+
+def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> TrainResult:
+    """Train ``config.train.epochs`` epochs (resuming from the context's checkpoint), validate every
+    ``train.val_every`` epochs, keep the best on ``eval.select_metric`` of the validation split, checkpoint
+    every epoch, and finally score the best model on the test split.
+
+    Per step: forward, :func:`compute_losses`, ``balancer.balance`` (eqs. 5-6) -> ``engine.backward`` ->
+    ``engine.step`` (optimiser + cosine/warm-up schedule).
+    """
+    state = _restore(context, parts)
+    stop_at = config.train.stop_after_epochs or config.train.epochs
+    finished = True
+    while state.epoch < config.train.epochs:
+        if state.epoch >= stop_at or context.should_stop():
+            finished = False
+            break
+        metrics = _train_epoch(config, context, parts, state)
+        if _validation_due(config, state.epoch):
+            metrics.update(_validate(config, context, parts, state))
+        state.epoch += 1
+        _checkpoint(context, parts, state, metrics)
+        if context.world_rank == 0 and parts.tracker is not None:
+            parts.tracker.log_epoch(metrics, state.epoch - 1)
+    val, test = {}, {}
+    if state.history and state.best_epoch is not None:
+        val = next(h for h in state.history if h["epoch"] == state.best_epoch)
+    if finished and context.world_rank == 0 and parts.validate is not None and parts.load_best is not None:
+        test = parts.validate(parts.load_best(), config.data.test_split)
+        logger.info("test (best epoch %s): %s", state.best_epoch, test)
+    return TrainResult(state, parts.best_uri, {k: v for k, v in val.items() if k != "epoch"}, test, finished)
+
+
+def _validation_due(config: Config, epoch: int) -> bool:
+    return (epoch + 1) % config.train.val_every == 0 or epoch + 1 == config.train.epochs
+
+
+def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state: LoopState) -> dict[str, float]:
+    """One epoch of steps; returns rank-averaged means of each loss, task weights, gate means and samples/s."""
+    model = parts.engine.module
+    model.train()
+    parts.balancer.train()
+    sums: dict[str, float] = defaultdict(float)
+    steps, samples, start = 0, 0, time.perf_counter()
+    for batch in parts.data.batches(state.epoch):
+        tensors = to_tensors(batch, context.device)
+        outputs = parts.engine.forward(tensors)
+        losses = compute_losses(outputs, tensors, config.loss)
+        total = parts.balancer.balance(losses, model.shared_parameters())
+        parts.engine.backward(total)
+        parts.engine.step()
+        for name, value in {**losses, "total": total}.items():
+            sums[f"loss/{name}"] += float(value.detach())
+        for key in ("bdam_gate", "w_img", "w_txt"):
+            if outputs.get(key) is not None:
+                sums[f"gate/{key}_mean"] += float(outputs[key].detach().float().mean())
+        steps, samples = steps + 1, samples + len(batch["pids"])
+        state.step += 1
+    seconds = time.perf_counter() - start
+    if steps == 0:
+        raise RuntimeError(f"epoch {state.epoch} gave no training batches on rank {context.world_rank}")
+    means = _mean_over_ranks({k: v / steps for k, v in sums.items()})
+    means.update({k: float(v) for k, v in parts.balancer.stats().items() if k.startswith("weight/")})
+    means["samples_per_s"] = samples * context.world_size / seconds
+    means["epoch_seconds"] = seconds
+    means["lr"] = parts.engine.learning_rate()
+    means["step"] = float(state.step)
+    logger.info("epoch %d: %s", state.epoch, " ".join(f"{k}={v:.4g}" for k, v in sorted(means.items())))
+    return means
+
+
+def _validate(config: Config, context: TrainContext, parts: LoopParts, state: LoopState) -> dict[str, float]:
+    """Rank 0 scores the validation split; a new best (on ``eval.select_metric``) is saved."""
+    if context.world_rank != 0 or parts.validate is None:
+        return {}
+    scores = parts.validate(parts.engine.module, config.data.val_split)
+    state.history.append({"epoch": state.epoch, **scores})
+    metric = config.eval.select_metric
+    if is_better(scores, metric, state.best_score):
+        state.best_epoch, state.best_score = state.epoch, float(scores[metric])
+        if parts.save_best is not None:
+            parts.save_best(parts.engine.module)
+    logger.info("val epoch %d: %s (best %s=%.2f at epoch %s)", state.epoch, scores, metric,
+                state.best_score or float("nan"), state.best_epoch)
+    out = {f"val/{k}": v for k, v in scores.items()}
+    out["val/best_" + metric] = float(state.best_score) if state.best_score is not None else float("nan")
+    return out
+
+
+def _checkpoint(context: TrainContext, parts: LoopParts, state: LoopState, metrics: dict[str, float]) -> None:
+    """Every rank saves its part (engine state, RNG) into one directory, then reports it with the metrics."""
+    with tempfile.TemporaryDirectory(prefix="reid-ckpt-") as directory:
+        client = {"loop": state.to_dict(), "balancer": parts.balancer.state_dict()}
+        parts.engine.save(directory, client)
+        torch.save(_rng_state(), os.path.join(directory, RNG_FILE.format(rank=context.world_rank)))
+        context.report({**metrics, "epoch": state.epoch - 1}, directory)
+
+
+def _restore(context: TrainContext, parts: LoopParts) -> LoopState:
+    """The loop state of the context's checkpoint (engine, balancer and RNG restored), or a fresh one."""
+    directory = context.restored_checkpoint()
+    if directory is None:
+        return LoopState()
+    client = parts.engine.load(directory)
+    parts.balancer.load_state_dict(client["balancer"])
+    rng_file = os.path.join(directory, RNG_FILE.format(rank=context.world_rank))
+    if os.path.exists(rng_file):
+        torch.set_rng_state(torch.load(rng_file, weights_only=True)["torch"])
+    else:
+        logger.warning("checkpoint %s has no RNG state for rank %d", directory, context.world_rank)
+    loop = client["loop"]
+    state = LoopState(int(loop["epoch"]), int(loop["step"]), [dict(h) for h in loop["history"]],
+                      loop["best_epoch"], loop["best_score"])
+    logger.info("resumed from %s at epoch %d, step %d", directory, state.epoch, state.step)
+    return state
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    return {"torch": torch.get_rng_state()}
+
+
+def _mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2 or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return dict(zip(keys, (tensor / dist.get_world_size()).tolist(), strict=True))
+
+
+def to_tensors(batch: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Numeric arrays of a numpy batch as tensors on ``device`` (string columns such as ``image_ids`` dropped)."""
+    out = {}
+    for key, value in batch.items():
+        array = np.asarray(value)
+        if array.dtype.kind in "biuf":
+            out[key] = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    return out

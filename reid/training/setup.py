@@ -1,0 +1,105 @@
+"""Assemble the loop's parts from a config: seeded model, optimiser, schedule, engine, balancer, scorers."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reid.config import Config
+from reid.losses.gradnorm import build_balancer
+from reid.losses.objective import enabled_terms
+from reid.training.batches import BatchSource, InMemoryBatches, count_identities, steps_per_epoch
+from reid.training.context import LocalContext, TrainContext
+from reid.training.engine import Engine, TorchEngine
+from reid.training.loop import LoopParts, TrainResult, train_loop
+from reid.training.schedule import build_scheduler
+from reid.training.validation import SplitValidator
+
+logger = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch (model init is identical on every rank) and optionally ask for deterministic kernels."""
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+
+
+def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD over the trainable parameters with ``optim.lr`` and ``optim.weight_decay``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = config.optim
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay, momentum=0.9)
+
+
+def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) -> Engine:
+    """The engine of ``train.engine`` with the cosine/warm-up schedule over ``epochs x steps`` steps."""
+    optimizer = build_optimizer(config, model)
+    total = config.train.epochs * steps
+    warmup = min(total - 1, math.ceil(config.optim.warmup_epochs * steps))
+    scheduler = build_scheduler(optimizer, max(0, warmup), total, config.optim.min_lr_ratio)
+    if config.train.engine == "torch":
+        return TorchEngine(model, optimizer, scheduler, config.optim.grad_clip)
+    from reid.training.deepspeed_engine import DeepSpeedEngine, deepspeed_config
+
+    micro = config.data.batch.p * config.data.batch.k
+    ds = deepspeed_config(micro, config.train.zero_stage, config.train.precision, config.optim.grad_clip)
+    return DeepSpeedEngine(model, optimizer, scheduler, ds)
+
+
+def build_parts(config: Config, context: TrainContext, data: BatchSource, steps: int, best_uri: str | None,
+                validate: bool = True) -> LoopParts:
+    """Model (seeded by ``config.seed``), engine, balancer and, on rank 0, validator and best-model I/O."""
+    from reid.models.export import load_inference_checkpoint, save_inference_checkpoint
+    from reid.models.factory import build_model
+
+    seed_everything(config.seed, config.train.deterministic)
+    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).to(context.device)
+    torch.manual_seed(config.seed * 1_000 + 1 + context.world_rank)  # per-rank dropout streams
+    engine = build_engine(config, model, steps, context.world_size)
+    balancer = build_balancer(config.gradnorm, enabled_terms(config.loss, bdam=config.model.bdam.enabled))
+    balancer.to(context.device)
+    parts = LoopParts(engine, balancer, data, steps, best_uri=best_uri)
+    if context.world_rank == 0 and validate:
+        validator = SplitValidator(config, context.device)
+        parts.validate = validator
+        if best_uri is not None:
+            parts.save_best = lambda module: save_inference_checkpoint(
+                module, config, best_uri, config.storage, tokenizer=validator.tokenizer)
+            parts.load_best = lambda: load_inference_checkpoint(best_uri, config.storage)[0].to(context.device)
+    return parts
+
+
+def load_training_descriptions(config: Config) -> dict[str, dict]:
+    """The dataset's descriptions (``{image_id: row}``) when ``data.use_descriptions``, else none."""
+    if not config.data.use_descriptions:
+        return {}
+    from reid.describe.table import load_descriptions
+
+    descriptions = load_descriptions(config.data.uri, config.storage)
+    logger.info("%d image descriptions for training", len(descriptions))
+    return descriptions
+
+
+def train_local(config: Config, root: str | Path, resume: bool = False) -> tuple[TrainResult, LocalContext]:
+    """Train in this process without Ray: checkpoints under ``root/epoch-NNNN``, best model under ``root/best``.
+
+    ``resume`` continues from the newest checkpoint under ``root``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    context = LocalContext(root, LocalContext.latest(root) if resume else None)
+    identities = count_identities(config.data.uri, "train", config.storage)
+    steps = steps_per_epoch(identities, config.data.batch.p, 1, config.train.steps_per_epoch)
+    data = InMemoryBatches(config.data, config.seed, load_training_descriptions(config), config.storage,
+                           limit=config.train.steps_per_epoch)
+    parts = build_parts(config, context, data, steps, str(root / "best"))
+    return train_loop(config, context, parts), context
