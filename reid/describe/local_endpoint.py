@@ -53,6 +53,8 @@ class EndpointScript:
     part_answer: Callable[[str], str] = lambda key: "a plain phrase"
     requests: Counter[str] = field(default_factory=Counter)
     times: dict[str, list[float]] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
     answered: Counter[str] = field(default_factory=Counter)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,47 +94,60 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         return
 
-    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-
-    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps({"error": {"message": message, "type": "local"}}).encode(), headers)
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         script = self.server.script
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            return self._error(404, f"no route {self.path}")
+            return self._send(*_error(404, f"no route {self.path}"))
         if script.api_key is not None and self.headers.get("Authorization") != f"Bearer {script.api_key}":
-            return self._error(401, "invalid api key")
+            return self._send(*_error(401, "invalid api key"))
         key = _image_of(body)
         fault = script.next_fault(key)
         with script.lock:
             script.bodies.append(body)
-        time.sleep(script.latency_s + (script.slow_s if fault == "slow" else 0.0))
-        if fault == "429":
-            return self._error(429, "rate limited", {"Retry-After": f"{script.retry_after_s:g}"})
-        if fault == "500":
-            return self._error(500, "internal error")
-        if fault == "malformed":
-            return self._send(200, b'{"id": "chatcmpl-local", "choices": [{"message": ')
-        if body.get("messages", [{}])[0].get("content") == PART_SYSTEM_PROMPT:
-            content = script.part_answer(key)
-        elif fault == "bad_json":
-            content = "Sure! The person is a woman in a red sweater."
-        elif fault == "coverage":
-            content = json.dumps(COVERAGE_FAILURE)
-        else:
-            content = json.dumps(script.answer(key))
-        with script.lock:
-            script.answered[key] += 1
-        self._send(200, json.dumps(_completion(content, body.get("model", ""))).encode())
+            script.in_flight += 1
+            script.max_in_flight = max(script.max_in_flight, script.in_flight)
+        try:
+            reply = _reply(script, body, key, fault)
+        finally:
+            with script.lock:  # before the reply goes out, so the client's next request never overlaps
+                script.in_flight -= 1
+        self._send(*reply)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    return status, json.dumps({"error": {"message": message, "type": "local"}}).encode(), headers or {}
+
+
+def _reply(script: EndpointScript, body: dict[str, Any], key: str, fault: str) -> tuple[int, bytes, dict[str, str]]:
+    """``(status, body, headers)`` after the scripted latency, following ``fault``."""
+    time.sleep(script.latency_s + (script.slow_s if fault == "slow" else 0.0))
+    if fault == "429":
+        return _error(429, "rate limited", {"Retry-After": f"{script.retry_after_s:g}"})
+    if fault == "500":
+        return _error(500, "internal error")
+    if fault == "malformed":
+        return 200, b'{"id": "chatcmpl-local", "choices": [{"message": ', {}
+    if body.get("messages", [{}])[0].get("content") == PART_SYSTEM_PROMPT:
+        content = script.part_answer(key)
+    elif fault == "bad_json":
+        content = "Sure! The person is a woman in a red sweater."
+    elif fault == "coverage":
+        content = json.dumps(COVERAGE_FAILURE)
+    else:
+        content = json.dumps(script.answer(key))
+    with script.lock:
+        script.answered[key] += 1
+    return 200, json.dumps(_completion(content, body.get("model", ""))).encode(), {}
 
 
 class _Server(ThreadingHTTPServer):

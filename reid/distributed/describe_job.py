@@ -54,10 +54,12 @@ def describe_dataset(uri: str, cfg: DescribeConfig, storage: StorageConfig | Non
     columns = record_columns(cfg.backend)
     loc = resolve(uri, storage)
     shards = identity_shards(uri, cfg.splits, storage)
-    ds = ray.data.read_parquet(shards, filesystem=loc.filesystem, columns=[IDENTITY_COLUMNS[c] for c in columns])
+    ds = ray.data.read_parquet(shards, filesystem=loc.filesystem).select_columns([IDENTITY_COLUMNS[c] for c in columns])
     ds = ds.flat_map(_PendingRecords(columns, frozenset(finished)))
     if limit is not None:
         ds = ds.limit(limit)
+    # one batch per block (streaming, no barrier), so every actor gets work even from one shard
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
     threads = math.ceil(cfg.concurrency / cfg.actors)
     ds = ds.map_batches(
         DescribeWorker,
