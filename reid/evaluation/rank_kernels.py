@@ -20,15 +20,21 @@ PAIR_BLOCK_ELEMENTS = 1 << 25
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _pair_ranks_numba(scores, starts, counts, members, out_offsets, out):  # pragma: no cover - JIT
-    """``out[out_offsets[q] + j]`` = rank of ``members[starts[q] + j]`` in row ``q`` of ``scores`` [C, N].
+def _pair_ranks_numba(scores, starts, counts, members, out_offsets, out, nan_rows):  # pragma: no cover - JIT
+    """``out[out_offsets[q] + j]`` = rank of ``members[starts[q] + j]`` in row ``q`` of ``scores`` [C, N];
+    ``nan_rows[q]`` = number of NaN scores in row ``q``.
 
-    The two counting loops vectorise (SIMD compare and add), so a row costs ``N * (m + 1)`` comparisons
+    The counting loops vectorise (SIMD compare and add), so a row costs ``N * (m + 2)`` comparisons
     for ``m`` relevant items, with no temporary array.
     """
     n_rows, n_cols = scores.shape
     for q in prange(n_rows):
         row = scores[q]
+        nans = 0
+        for k in range(n_cols):
+            if row[k] != row[k]:
+                nans += 1
+        nan_rows[q] = nans
         for j in range(counts[q]):
             g = members[starts[q] + j]
             t = row[g]
@@ -45,8 +51,9 @@ def _pair_ranks_numba(scores, starts, counts, members, out_offsets, out):  # pra
 
 def pair_ranks_numba(
     scores: np.ndarray, starts: np.ndarray, counts: np.ndarray, members: np.ndarray
-) -> np.ndarray:
-    """Ranks ``[sum(counts)]`` (int64) of each query's relevant items, query by query, in ``members`` order.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks ``[sum(counts)]`` (int64) of each query's relevant items, query by query, in ``members`` order,
+    and the number of NaN scores of each row ``[C]`` (the ranks of a row holding NaN are meaningless).
 
     ``scores`` [C, N] float32/float64 C-contiguous; query ``q``'s relevant gallery indices are
     ``members[starts[q] : starts[q] + counts[q]]``.
@@ -54,8 +61,9 @@ def pair_ranks_numba(
     offsets = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=offsets[1:])
     out = np.empty(int(counts.sum()), dtype=np.int64)
-    _pair_ranks_numba(np.ascontiguousarray(scores), starts, counts, members, offsets, out)
-    return out
+    nan_rows = np.empty(len(counts), dtype=np.int64)
+    _pair_ranks_numba(np.ascontiguousarray(scores), starts, counts, members, offsets, out, nan_rows)
+    return out, nan_rows
 
 
 def pair_ranks_torch(scores: torch.Tensor, pair_rows: torch.Tensor, pair_items: torch.Tensor) -> torch.Tensor:

@@ -181,9 +181,7 @@ def _ranks_by_chunk(chunk_fn, shape, device, query_pids, gallery_pids, chunk_siz
     parts = []
     for start in range(0, n_queries, chunk_size):
         stop = min(start + chunk_size, n_queries)
-        chunk = chunk_fn(start, stop)
-        _reject_nan(chunk, start)
-        parts.append(_chunk_ranks(chunk, index, start, stop, use))
+        parts.append(_chunk_ranks(chunk_fn(start, stop), index, start, stop, use))
     logger.debug("ranked %d queries against %d gallery items (%s backend)", n_queries, n_gallery, use)
     return QueryRanks(*(np.concatenate(values) for values in zip(*parts, strict=True)))
 
@@ -198,11 +196,8 @@ def _pick_backend(backend: Backend, device: torch.device) -> str:
     return backend
 
 
-def _reject_nan(chunk: torch.Tensor, offset: int) -> None:
-    # A sum is cheap and NaN-propagating; only when it is not finite do we look element-wise.
-    if torch.isfinite(chunk.sum(dtype=torch.float64)):
-        return
-    bad = torch.isnan(chunk).any(dim=1).nonzero()
+def _reject_nan(nan_rows: np.ndarray, offset: int) -> None:
+    bad = np.flatnonzero(nan_rows)
     if len(bad):
         raise ValueError(f"similarity row {offset + int(bad[0])} holds NaN; scores must be ordered numbers")
 
@@ -212,8 +207,10 @@ def _chunk_ranks(chunk: torch.Tensor, index: RelevanceIndex, start: int, stop: i
     if backend == "numba":
         if chunk.dtype not in (torch.float32, torch.float64):
             chunk = chunk.float()
-        ranks = pair_ranks_numba(chunk.contiguous().numpy(), starts, counts, index.members)
+        ranks, nan_rows = pair_ranks_numba(chunk.contiguous().numpy(), starts, counts, index.members)
+        _reject_nan(nan_rows, start)
     else:
+        _reject_nan(torch.isnan(chunk).any(dim=1).cpu().numpy(), start)
         offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
         pair_pos = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
         rows = torch.from_numpy(np.repeat(np.arange(len(counts)), counts)).to(chunk.device)

@@ -142,8 +142,9 @@ def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="2 query ids and 2 gallery ids"):
         rank(sim, [0, 1], [0, 1])
     sim[1, 2] = np.nan
-    with pytest.raises(ValueError, match="row 1 holds NaN"):
-        rank(sim, [0, 1], [0, 1, 1])
+    for backend in ("numba", "torch"):
+        with pytest.raises(ValueError, match="row 1 holds NaN"):
+            rank(sim, [0, 1], [0, 1, 1], backend=backend)
     with pytest.raises(ValueError, match="chunk_size"):
         rank(np.zeros((2, 3)), [0, 1], [0, 1, 1], chunk_size=0)
     with pytest.raises(ValueError, match="embeddings must be"):
