@@ -15,7 +15,7 @@ never a sort of the gallery, so time is ``O(Nq * Ng * m)`` comparisons and memor
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,7 +167,11 @@ def _as_tensor(value: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
     return tensor
 
 
-def _ranks_by_chunk(chunk_fn, shape, device, query_pids, gallery_pids, chunk_size, backend) -> QueryRanks:
+def _ranks_by_chunk(
+    chunk_fn: Callable[[int, int], torch.Tensor], shape: tuple[int, int], device: torch.device,
+    query_pids: ArrayLike, gallery_pids: ArrayLike, chunk_size: int, backend: Backend,
+) -> QueryRanks:
+    """Rank queries ``[start, stop)`` at a time on ``chunk_fn(start, stop)`` -> scores ``[stop - start, Ng]``."""
     n_queries, n_gallery = shape
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
