@@ -1,0 +1,58 @@
+"""``reid evaluate`` and ``reid search`` through the real command line on a tiny saved checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reid.cli.main import main
+from reid.config import load_config
+from reid.data.transforms import eval_transform
+from reid.evaluation.loading import load_encoder
+from reid.evaluation.ranking import rank_embeddings
+from reid.evaluation.split_reader import read_images, read_split_index
+from reid.models.export import save_inference_checkpoint
+from reid.models.factory import build_model
+
+
+@pytest.fixture()
+def checkpoint(tmp_path: Path) -> Path:
+    config = load_config("pkg://tiny")  # random-init tiny encoders, 64x32 images
+    torch.manual_seed(0)
+    model = build_model(config.model, config.data.image_size, config.data.max_text_length)
+    save_inference_checkpoint(model, config, str(tmp_path / "ckpt"))
+    return tmp_path / "ckpt"
+
+
+def test_evaluate_and_search_on_a_saved_checkpoint(dataset: Path, checkpoint: Path, tmp_path: Path,
+                                                   capsys) -> None:
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(dataset), "--output", str(out),
+                 "--no-progress", "--device", "cpu"]) == 0
+    metrics = json.loads(out.read_text())["t2i"]
+    # The same numbers from the checkpoint's encoder applied here, at the checkpoint's image size.
+    encoder, config = load_encoder(str(checkpoint), "cpu")
+    index = read_split_index(str(dataset), "test")
+    blobs = read_images(str(dataset), "test", index.image_ids)
+    images = torch.from_numpy(np.stack([eval_transform(blobs[i], config.data.image_size) for i in index.image_ids]))
+    expected = rank_embeddings(encoder.encode_text(index.captions), encoder.encode_gallery(images, None),
+                               index.caption_pids, index.person_ids)
+    assert metrics == pytest.approx(expected, abs=1e-6)
+    capsys.readouterr()
+
+    argv = ["search", "A person in a red shirt 0", "--checkpoint", str(checkpoint), "--gallery", str(dataset),
+            "--top", "5", "--sheet", str(tmp_path / "s.png"), "--thumb", "32x16", "--cache",
+            str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert main(argv) == 0
+    second = capsys.readouterr().out.splitlines()
+    assert "computed" in first[0] and "from cache" in second[0]
+    assert first[1:] == second[1:] and len(first) == 2 + 5 + 1  # header, 5 hits, sheet line
+    assert all(line.split()[3] in ("right", "wrong") for line in first[2:7])  # the text is a gallery caption
+    assert Image.open(tmp_path / "s.png").size == (320, 96)
