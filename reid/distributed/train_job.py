@@ -18,11 +18,11 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
-from reid.distributed.data_pipeline import train_batches
+from reid.distributed.data_pipeline import iter_pk_batches, train_batches
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker
 from reid.storage import exists, list_files, read_json, resolve, write_json
-from reid.training.batches import Batch, InMemoryBatches, count_identities, steps_per_epoch, take_rank
+from reid.training.batches import Batch, InMemoryBatches, shard_identities, steps_per_epoch, take_rank
 from reid.training.loop import train_loop
 from reid.training.setup import build_parts, load_training_descriptions
 
@@ -83,7 +83,7 @@ class RayDataBatches:
 
     def batches(self, epoch: int) -> Any:
         ds = train_batches(self.config.data, self.config.seed, epoch, self.descriptions, self.config.storage)
-        stream = (b for b in ds.iter_batches(batch_size=None, batch_format="numpy") if _non_empty(b))
+        stream = (b for b in iter_pk_batches(ds, self.config.data) if _non_empty(b))
         return take_rank(stream, self.rank, self.world, self.steps)
 
 
@@ -132,13 +132,13 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     training split in memory).
     """
     run = resolve(run_uri(config), config.storage)
-    started = exists(run) and bool(list_files(run))
+    started = exists(run) and any(not f.endswith(TRACKING_FILE) for f in list_files(run))
     if started and not resume:
         raise RunExistsError(f"run '{config.train.name}' already has files at {run.uri}; pass --resume to "
                              "continue it or choose another train.name")
     root = resolve(config.train.storage_uri, config.storage)
-    identities = count_identities(config.data.uri, "train", config.storage)
-    steps = steps_per_epoch(identities, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)
+    shards = shard_identities(config.data.uri, "train", config.storage)
+    steps = steps_per_epoch(shards, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)
     loop_config = {
         "config_yaml": dump_config(config), "steps": steps, "data": data, "run_uri": run.uri,
         "best_uri": f"{run.uri}/best", "mlflow_uri": mlflow.uri if mlflow else None,

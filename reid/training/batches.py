@@ -27,20 +27,23 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def count_identities(uri: str, split: str, storage: StorageConfig | None = None) -> int:
-    """Identity rows of ``split`` from the Parquet footers (reads no data pages)."""
+def shard_identities(uri: str, split: str, storage: StorageConfig | None = None) -> list[int]:
+    """Identity rows per shard of ``split`` from the Parquet footers (reads no data pages)."""
     root = resolve(uri, storage).join("identities", split)
     files = list_files(root, ".parquet")
     if not files:
         raise FileNotFoundError(f"no '{split}' shards under {root.uri} (run `reid prepare` first)")
-    return sum(pq.ParquetFile(f, filesystem=root.filesystem).metadata.num_rows for f in files)
+    return [pq.ParquetFile(f, filesystem=root.filesystem).metadata.num_rows for f in files]
 
 
-def steps_per_epoch(identities: int, p: int, world_size: int, limit: int | None = None) -> int:
-    """Optimiser steps per epoch and rank: ``floor(floor(identities / P) / world_size)``, capped by ``limit``."""
-    steps = (identities // p) // world_size
+def steps_per_epoch(shards: list[int], p: int, world_size: int, limit: int | None = None) -> int:
+    """Optimiser steps per epoch and rank: ``floor(sum_s floor(n_s / P) / world_size)``, capped by ``limit``.
+
+    The Ray Data pipeline cuts groups of P inside each shard, so that sum is the batches of one epoch.
+    """
+    steps = sum(n // p for n in shards) // world_size
     if steps < 1:
-        raise ValueError(f"{identities} training identities give no full batch of P={p} per each of "
+        raise ValueError(f"training shards of {shards} identities give no full batch of P={p} for each of "
                          f"{world_size} workers; lower data.batch.p or train.workers")
     return min(steps, limit) if limit else steps
 
@@ -74,11 +77,11 @@ class InMemoryBatches:
         if not files:
             raise FileNotFoundError(f"no '{split}' shards under {root.uri} (run `reid prepare` first)")
         columns = ["person_id", "image_ids", "images", "captions"]
-        self.rows = [row for f in files
-                     for row in pq.read_table(f, filesystem=root.filesystem, columns=columns).to_pylist()]
+        tables = [pq.read_table(f, filesystem=root.filesystem, columns=columns) for f in files]
+        self.rows = [row for table in tables for row in table.to_pylist()]
         self.cfg, self.seed, self.descriptions = cfg, seed, dict(descriptions or {})
         self.rank, self.world_size = rank, world_size
-        self.steps = steps_per_epoch(len(self.rows), cfg.batch.p, world_size, limit)
+        self.steps = steps_per_epoch([t.num_rows for t in tables], cfg.batch.p, world_size, limit)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         seed = epoch_seed(self.seed, epoch)

@@ -12,7 +12,7 @@ from torch import nn
 from reid.config import Config
 from reid.losses.gradnorm import build_balancer
 from reid.losses.objective import enabled_terms
-from reid.training.batches import BatchSource, InMemoryBatches, count_identities, steps_per_epoch
+from reid.training.batches import BatchSource, InMemoryBatches, shard_identities, steps_per_epoch
 from reid.training.context import LocalContext, TrainContext
 from reid.training.engine import Engine, TorchEngine
 from reid.training.loop import LoopParts, TrainResult, train_loop
@@ -97,8 +97,8 @@ def train_local(config: Config, root: str | Path, resume: bool = False) -> tuple
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     context = LocalContext(root, LocalContext.latest(root) if resume else None)
-    identities = count_identities(config.data.uri, "train", config.storage)
-    steps = steps_per_epoch(identities, config.data.batch.p, 1, config.train.steps_per_epoch)
+    shards = shard_identities(config.data.uri, "train", config.storage)
+    steps = steps_per_epoch(shards, config.data.batch.p, 1, config.train.steps_per_epoch)
     data = InMemoryBatches(config.data, config.seed, load_training_descriptions(config), config.storage,
                            limit=config.train.steps_per_epoch)
     parts = build_parts(config, context, data, steps, str(root / "best"))

@@ -1,0 +1,56 @@
+"""MLflow tracking: redacted params, a canary secret absent from params, tags, metrics keys and artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from reid.config import load_config
+from reid.distributed.tracking import REDACTED, RunTracker, redact, secret_values, tracking_uri
+from reid.training.config import TrackingConfig
+
+CANARY = "canary-7f3e9b2d41aa"
+
+
+def test_tracking_uri_prefers_config_then_environment_then_sqlite(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(TrackingConfig(uri="http://127.0.0.1:5000")) == "http://127.0.0.1:5000"
+    assert tracking_uri(TrackingConfig(runs_dir=str(tmp_path))) == f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5001")
+    assert tracking_uri(TrackingConfig(runs_dir=str(tmp_path))) == "http://127.0.0.1:5001"
+
+
+def test_redact_by_key_and_by_secret_environment_value() -> None:
+    secrets = secret_values({"MY_API_TOKEN": CANARY, "HOME": "/home/someone", "SHORT_TOKEN": "abc"})
+    assert secrets == [CANARY]
+    assert redact("describe.base_url", f"http://x/?k={CANARY}", secrets) == REDACTED
+    assert redact("describe.api_key", "sk-anything", secrets) == REDACTED
+    assert redact("optim.lr", 0.001, secrets) == 0.001
+    assert redact("a.list", ["ok", CANARY], secrets) == ["ok", REDACTED]
+
+
+def test_canary_secret_never_reaches_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REID_CANARY_TOKEN", CANARY)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = load_config("pkg://tiny", [f"tracking.runs_dir={tmp_path}", f"describe.base_url=http://h/{CANARY}",
+                                        "tracking.experiment=canary"])
+    tracker = RunTracker.create(config, "canary-run")
+    tracker.log_epoch({"loss/total": 1.5, "val/R1": 40.0}, 0)
+    tracker.set_tags({"best_checkpoint_uri": f"s3://bucket/{CANARY}/best", "run_uri": "runs/x"})
+    tracker.finish()
+    client = MlflowClient(tracking_uri=tracker.uri)
+    run = client.get_run(tracker.run_id)
+    params, tags = run.data.params, run.data.tags
+    assert params["describe.base_url"] == REDACTED and params["optim.lr"] == "0.001"
+    assert len(params) > 50  # the whole flattened config is there
+    assert tags["best_checkpoint_uri"] == REDACTED and tags["run_uri"] == "runs/x"
+    blobs = [*params.items(), *tags.items(), *run.data.metrics]
+    assert not any(CANARY in str(item) for item in blobs)
+    artifacts = Path(client.download_artifacts(tracker.run_id, "", str(tmp_path / "dl")))
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert [p.name for p in files] == ["resolved.yaml"]
+    assert all(CANARY not in p.read_text() for p in files)
+    assert "lr: 0.001" in files[0].read_text()
