@@ -24,9 +24,9 @@ class GradNorm(nn.Module):
     different parameters:
 
     - **the model** receives :math:`\sum_k \bar w_k \mathcal{L}_k` with the weights as constants
-      (``balance`` returns it; the caller runs ``loss.backward()`` / ``engine.backward(loss)``);
+      (``weighted_loss``/``balance`` return it; the caller runs ``loss.backward()`` / ``engine.backward``);
     - **the weights** :math:`s_k` receive only :math:`\mathcal{L}_{GradNorm} + \lambda \sum_k s_k^2`,
-      minimised by their own Adam optimiser inside ``balance`` (the first term would only shrink them).
+      minimised by their own Adam optimiser inside ``update`` (the first term would only shrink them).
 
     Eq. 5: :math:`\mathcal{L}_{GradNorm} = \sum_k | G_k - \tilde r_k^{\alpha} G_{ref} |` with
     :math:`G_k = \|\nabla_\theta (w_k \mathcal{L}_k)\|_2 = w_k \|\nabla_\theta \mathcal{L}_k\|_2` on the
@@ -48,10 +48,22 @@ class GradNorm(nn.Module):
     exactly: the factor is solved for).
 
     The norms come from ``torch.autograd.grad(L_k, shared_params, retain_graph=True)``: no ``.grad``
-    of a model parameter is read or written and no hook of a DeepSpeed (ZeRO 0-2) or DDP engine fires,
-    so the caller's backward afterwards is unchanged. ZeRO-3 partitions parameters and is refused.
-    Under ``torch.distributed`` the loss values and norms are averaged over ranks before the update, so
-    every rank holds the same weights (every rank must call ``balance`` on the same steps).
+    of a model parameter is read or written and no backward runs through the model for GradNorm.
+    Two ways to call it:
+
+    - plain PyTorch: ``loss = balance(losses, shared)`` (update first), then ``loss.backward()``;
+    - **DeepSpeed** (ZeRO 0-2), or anywhere: ``loss = weighted_loss(losses)``;
+      ``engine.backward(loss, retain_graph=will_update())``; ``update(losses, shared)``;
+      ``engine.step()``. DeepSpeed 0.19 hooks the engine's forward outputs: the first backward
+      traversal of them after a forward, ``autograd.grad`` included, starts its backward bookkeeping
+      and queues its gradient reduction (which fails with no gradients, and ZeRO-0 refuses it), so the
+      per-task gradients must come after ``engine.backward``. They must come before ``engine.step()``
+      (the retained graph holds the pre-step parameters). DeepSpeed's hooks divide these gradients by
+      the accumulation steps, for every task alike, which leaves the balance unchanged.
+
+    ZeRO-3 partitions parameters and is refused. Under ``torch.distributed`` the loss values and norms
+    are averaged over ranks before the update, so every rank holds the same weights (every rank must
+    call ``update``/``balance`` on the same steps).
     """
 
     def __init__(self, task_names: Sequence[str], alpha: float = 1.5, lr: float = 0.025,
@@ -80,21 +92,39 @@ class GradNorm(nn.Module):
         """Current task weights ``{name: w_k}``."""
         return dict(zip(self.task_names, self.log_weights.detach().exp().tolist(), strict=True))
 
-    def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor]) -> Tensor:
-        """Return the model loss ``sum_k w_k.detach() * L_k`` and, in training mode, update the weights.
+    def weighted_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """The model loss ``sum_k w_k.detach() * L_k`` (first term of eq. 6, weights constant).
 
-        losses: ``{name: scalar}`` with exactly this balancer's task names, still attached to the graph;
-        shared_params: the last shared layer's parameters (the theta of eq. 5). The update (every
-        ``update_every`` calls, when grad mode is on and the module is in training mode) uses the
-        weights the returned loss was built with; the new weights apply from the next call.
+        losses: ``{name: scalar}`` with exactly this balancer's task names.
         """
-        stacked = _ordered(losses, self.task_names)
-        w = self.log_weights.detach().exp()
-        total = weighted_sum(stacked, w)
-        if self.training and torch.is_grad_enabled():
-            if int(self.steps) % self.update_every == 0:
-                self._update(stacked, list(shared_params))
-            self.steps += 1
+        return weighted_sum(_ordered(losses, self.task_names), self.log_weights.detach().exp())
+
+    def will_update(self) -> bool:
+        """Whether the next :meth:`update` computes gradients (then the graph must still be alive)."""
+        return self.training and torch.is_grad_enabled() and int(self.steps) % self.update_every == 0
+
+    def update(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor]) -> None:
+        """One GradNorm step on the weights from the per-task gradient norms on ``shared_params``.
+
+        losses: the same ``{name: scalar}`` as given to :meth:`weighted_loss`, still attached to the
+        graph; shared_params: the last shared layer's parameters (the theta of eq. 5). In training mode
+        with grad enabled it runs on every ``update_every``-th call (the others only count); otherwise
+        it does nothing.
+        """
+        if not (self.training and torch.is_grad_enabled()):
+            return
+        if self.will_update():
+            self._update(_ordered(losses, self.task_names), list(shared_params))
+        self.steps += 1
+
+    def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor]) -> Tensor:
+        """:meth:`weighted_loss`, then :meth:`update`: the loss uses the weights from before the update.
+
+        For plain PyTorch (the caller then runs ``loss.backward()``); under DeepSpeed call the two
+        separately around ``engine.backward`` (see the class).
+        """
+        total = self.weighted_loss(losses)
+        self.update(losses, shared_params)
         return total
 
     def stats(self) -> dict[str, float]:
@@ -188,9 +218,20 @@ class FixedWeights(nn.Module):
         """The constant weights ``{name: w_k}``."""
         return dict(zip(self.task_names, self.fixed.tolist(), strict=True))
 
-    def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor] = ()) -> Tensor:
-        """``sum_k w_k * L_k``; ``shared_params`` is ignored."""
+    def weighted_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """``sum_k w_k * L_k`` with the constant weights."""
         return weighted_sum(_ordered(losses, self.task_names), self.fixed)
+
+    def will_update(self) -> bool:
+        """Always False: nothing needs the graph after backward."""
+        return False
+
+    def update(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor] = ()) -> None:
+        """Nothing to update."""
+
+    def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor] = ()) -> Tensor:
+        """:meth:`weighted_loss`; ``shared_params`` is ignored."""
+        return self.weighted_loss(losses)
 
     def stats(self) -> dict[str, float]:
         """The weights, keyed ``weight/<task>``."""

@@ -208,3 +208,25 @@ def test_zero_loss_task_sits_the_step_out() -> None:
         if step == 0:  # equal weights before the first update: the same L1 objective
             assert three.stats()["gradnorm_loss"] == pytest.approx(two.stats()["gradnorm_loss"], rel=1e-6)
         assert sum(w3.values()) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_update_after_backward_equals_balance_before() -> None:
+    model_a, model_b = Toy(), Toy()
+    gn_a, gn_b = GradNorm(TASKS, update_every=2), GradNorm(TASKS, update_every=2)
+    opt_a, opt_b = (torch.optim.SGD(m.parameters(), lr=1e-4) for m in (model_a, model_b))
+    needs_graph = []
+    for _ in range(5):
+        opt_a.zero_grad()
+        gn_a.balance(model_a.losses(), list(model_a.shared.parameters())).backward()
+        opt_a.step()
+        losses = model_b.losses()
+        opt_b.zero_grad()
+        needs_graph.append(gn_b.will_update())
+        gn_b.weighted_loss(losses).backward(retain_graph=needs_graph[-1])
+        gn_b.update(losses, list(model_b.shared.parameters()))
+        opt_b.step()
+        assert gn_a.weights() == gn_b.weights()
+    assert needs_graph == [True, False, True, False, True]
+    for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert not FixedWeights(TASKS).will_update()
