@@ -7,7 +7,10 @@ import importlib
 import logging
 import sys
 
+from reid.cli.errors import UserFacingError
 from reid.config import ConfigError
+
+__all__ = ["UserFacingError", "build_parser", "main"]
 
 # Each module exposes add_parser(subparsers) registering its sub-command with set_defaults(func=run).
 COMMANDS = ("synth", "prepare", "inspect", "styles", "describe", "train", "tune", "evaluate", "search", "demo")
@@ -53,10 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as exc:
         print(f"reid {args.command}: {exc}", file=sys.stderr)
         return 2
-
-
-class UserFacingError(RuntimeError):
-    """An error whose message is enough for the user (bad input, missing data): no traceback."""
 
 
 if __name__ == "__main__":
