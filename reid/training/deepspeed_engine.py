@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -47,6 +48,23 @@ class DeepSpeedEngine:
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)
+
+    @contextmanager
+    def side_gradients(self) -> Iterator[None]:
+        """Run ``torch.autograd.grad`` calls (GradNorm's per-task norms) without DeepSpeed's post-backward hook.
+
+        DeepSpeed (>= 0.18, ZeRO 1/2) runs its gradient all-reduce epilogue after *any* backward pass not
+        started by ``engine.backward``; flagging one as running makes that hook a no-op.
+        """
+        flag = getattr(self.engine, "_running_engine_backward", None)
+        if flag is None:
+            yield
+            return
+        self.engine._running_engine_backward = True
+        try:
+            yield
+        finally:
+            self.engine._running_engine_backward = flag
 
     def step(self) -> None:
         self.engine.step()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import torch
@@ -21,6 +22,8 @@ class Engine(Protocol):
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def backward(self, loss: torch.Tensor) -> None: ...
+
+    def side_gradients(self) -> AbstractContextManager[None]: ...
 
     def step(self) -> None: ...
 
@@ -46,6 +49,10 @@ class TorchEngine:
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
+
+    def side_gradients(self) -> AbstractContextManager[None]:
+        """Context for extra ``torch.autograd.grad`` passes (nothing to switch off here)."""
+        return nullcontext()
 
     def step(self) -> None:
         """Average gradients over ranks, clip, step the optimiser and the scheduler, clear gradients."""

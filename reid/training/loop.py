@@ -125,7 +125,8 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
         tensors = to_tensors(batch, context.device)
         outputs = parts.engine.forward(tensors)
         losses = compute_losses(outputs, tensors, config.loss)
-        total = parts.balancer.balance(losses, model.shared_parameters())
+        with parts.engine.side_gradients():
+            total = parts.balancer.balance(losses, model.shared_parameters())
         parts.engine.backward(total)
         parts.engine.step()
         for name, value in {**losses, "total": total}.items():
