@@ -31,7 +31,7 @@ def test_two_deepspeed_workers_train_checkpoint_and_track(ray_local: None, tmp_p
     assert outcome.finished and outcome.best_epoch in (0, 1, 2)
     assert set(outcome.test_metrics) == {"R1", "R5", "R10", "mAP", "mINP"}
     files = list_files(resolve(outcome.run_uri))
-    checkpoints = {Path(f).relative_to(outcome.run_uri).parts[0] for f in files if "/checkpoint_" in f}
+    checkpoints = {Path(f).relative_to(outcome.run_uri).parts[0] for f in files if "/state/" in f}
     assert len(checkpoints) == config.train.keep_checkpoints
     assert any(f.endswith("zero_pp_rank_1_mp_rank_00_optim_states.pt") for f in files)  # rank 1's shard merged
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
