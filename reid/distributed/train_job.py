@@ -121,7 +121,7 @@ def run_uri(config: Config) -> str:
 
 
 def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | None = None,
-                  data: str = "ray") -> TorchTrainer:
+                  data: str = "ray", callbacks: Sequence[Any] = ()) -> TorchTrainer:
     """A ``TorchTrainer`` running :func:`train_worker` on ``train.workers`` workers.
 
     Checkpoints go to ``<train.storage_uri>/<train.name>`` (``s3://`` through an explicit pyarrow
@@ -129,7 +129,8 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     run refuses an existing run directory; ``resume`` continues it (Ray Train restores its checkpoint
     manager from storage and :func:`ray.train.get_checkpoint` gives the newest checkpoint).
     ``data`` is ``ray`` (the Ray Data pipeline, read by every worker) or ``memory`` (each worker holds the
-    training split in memory).
+    training split in memory). ``callbacks`` are extra ``ray.train.RunConfig`` callbacks (Ray Tune passes
+    its ``TuneReportCallback`` so the scheduler sees every epoch's metrics).
     """
     run = resolve(run_uri(config), config.storage)
     started = exists(run) and any(not f.endswith(TRACKING_FILE) for f in list_files(run))
@@ -155,6 +156,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
         failure_config=FailureConfig(max_failures=config.train.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
         worker_runtime_env={"env_vars": _worker_env()},
+        callbacks=list(callbacks) or None,
     )
     if not run.is_remote:
         run_config = replace(run_config, storage_path=resolve(config.train.storage_uri).path)
@@ -175,12 +177,14 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray") -> TrainOutcome:
-    """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given)."""
+def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray",
+          callbacks: Sequence[Any] = ()) -> TrainOutcome:
+    """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given); ``callbacks``
+    go to :func:`build_trainer`."""
     ensure_ray()
     run = resolve(run_uri(config), config.storage)
     tracker = _tracker(config, run, resume, parent_run_id)
-    trainer = build_trainer(config, resume, tracker, data)
+    trainer = build_trainer(config, resume, tracker, data, callbacks)
     try:
         trainer.fit()
     except Exception:
