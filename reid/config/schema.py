@@ -11,6 +11,7 @@ from reid.losses.config import GradNormConfig, LossConfig
 from reid.models.config import ModelConfig
 from reid.storage.config import StorageConfig
 from reid.training.config import OptimConfig, TrackingConfig, TrainConfig
+from reid.training.tune_config import TuneConfig
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,4 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     styles: StylesConfig = field(default_factory=StylesConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
