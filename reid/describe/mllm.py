@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from reid.describe.answer import AnswerError, clean_part_phrase, parse_answer
 from reid.describe.prompts import dual_messages, part_messages, prompt_version, retry_messages
@@ -112,8 +113,8 @@ class MLLMDescriber:
             kwargs["response_format"] = {"type": "json_object"}
 
         def call() -> Any:
-            try:
-                return self.client.chat.completions.create(**kwargs)
+            try:  # the SDK's raw POST: the body is already plain JSON, so skip its per-call type transform
+                return self.client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
             except openai.APIStatusError as exc:
                 if exc.status_code in FATAL_STATUS:
                     raise EndpointFatalError(f"the endpoint answered {exc.status_code} for model "

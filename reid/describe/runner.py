@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from itertools import islice
 from typing import Any
 
 from reid.describe.config import DescribeConfig
@@ -14,35 +12,31 @@ from reid.describe.inputs import iter_image_records, pending, record_columns
 from reid.describe.style_store import load_style_book
 from reid.describe.summary import new_run_id, summarise, write_reports
 from reid.describe.table import finished_image_ids
-from reid.describe.worker import RESULT_COLUMNS, DescribeWorker
+from reid.describe.worker import DescribeWorker, result_columns
 from reid.storage.config import StorageConfig
 
 log = logging.getLogger(__name__)
-
-
-def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[dict[str, list[Any]]]:
-    while chunk := list(islice(records, size)):
-        yield {k: [r[k] for r in chunk] for k in chunk[0]}
 
 
 def describe_dataset_local(uri: str, cfg: DescribeConfig, storage: StorageConfig | None = None,
                            limit: int | None = None, describer: Describer | None = None) -> dict[str, Any]:
     """Describe every image of ``cfg.splits`` that this describer has not finished; return the run summary.
 
-    ``cfg.concurrency`` requests are in flight (threads); each batch of ``cfg.batch_size`` images is
-    appended as one part file. ``limit`` caps the number of images asked this run.
+    ``cfg.concurrency`` requests are in flight (threads) all the time; every ``cfg.batch_size`` finished
+    images are appended as one part file. ``limit`` caps the number of images asked this run.
     """
     started, run_id = time.perf_counter(), new_run_id()
     describer = describer if describer is not None else build_describer(cfg)
     finished = finished_image_ids(uri, describer.provenance, describer.model, describer.prompt_version, storage)
     worker = DescribeWorker(uri, cfg, load_style_book(uri, storage), cfg.concurrency, storage, describer)
-    results: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
     todo = pending(iter_image_records(uri, cfg.splits, storage, record_columns(cfg.backend)), finished, limit)
-    for batch in _batches(todo, max(cfg.batch_size, cfg.concurrency)):
-        for name, values in worker(batch).items():
-            results[name].extend(values)
-        log.info("described %d images", len(results["image_id"]))
+    done = []
+    for result in worker.stream(todo, cfg.batch_size):
+        done.append(result)
+        if len(done) % cfg.batch_size == 0:
+            log.info("described %d images", len(done))
     worker.pool.shutdown()
+    results = result_columns(done)
     summary = summarise(results, run_id=run_id, describer=describer, skipped=len(finished),
                         wall_s=time.perf_counter() - started, concurrency=cfg.concurrency)
     summary["report"] = write_reports(uri, summary, storage)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,10 @@ class TermSet:
     """Terms as token tuples (plurals included); :meth:`find` matches whole words only."""
 
     terms: frozenset[tuple[str, ...]]
+    max_len: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_len", max((len(t) for t in self.terms), default=0))
 
     @classmethod
     def from_terms(cls, terms: Iterable[str]) -> TermSet:
@@ -38,10 +42,6 @@ class TermSet:
             if tokens:
                 out |= _variants(tokens)
         return cls(frozenset(out))
-
-    @property
-    def max_len(self) -> int:
-        return max((len(t) for t in self.terms), default=0)
 
     def spans(self, tokens: tuple[str, ...]) -> list[tuple[int, int]]:
         """``(start, end)`` token spans of every match, longest first at each position, no overlaps."""
@@ -81,10 +81,10 @@ class Vocabulary:
     colours: TermSet
     clothing_attributes: TermSet
     parts: dict[str, TermSet]
+    clothing_words: TermSet = field(init=False)
 
-    @property
-    def clothing_words(self) -> TermSet:
-        return TermSet(self.garments.terms | self.clothing_attributes.terms)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "clothing_words", TermSet(self.garments.terms | self.clothing_attributes.terms))
 
 
 def _read_lines(text: str, source: str) -> list[str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,8 @@ class DescribeWorker:
                  api_key: ApiKey | None = None) -> None:
         self.uri, self.cfg, self.style_book, self.storage = uri, cfg, style_book, storage
         self.describer = describer if describer is not None else build_describer(cfg, api_key)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="describe")
+        self.threads = max(1, threads)
+        self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="describe")
 
     def describe_one(self, record: Mapping[str, Any]) -> ImageResult:
         image_id = str(record["image_id"])
@@ -69,14 +71,14 @@ class DescribeWorker:
                                    exemplars)
         except EndpointFatalError:
             raise
-        except ValueError as exc:
-            reason = f"bad input: {exc}"
-            log.warning("image %s: %s", image_id, reason)
-            return ImageResult(image_id, "quarantined", reason, (self._quarantined(image_id, style, reason),))
-        except (openai.OpenAIError, OSError) as exc:
+        except (openai.OpenAIError, OSError, json.JSONDecodeError) as exc:  # endpoint trouble outlasted retries
             reason = f"{type(exc).__name__}: {getattr(exc, 'status_code', '') or 'no answer'}"
             log.warning("image %s: %s (left for a re-run)", image_id, reason)
             return ImageResult(image_id, "failed", reason, ())
+        except ValueError as exc:  # the record itself is bad (e.g. not a JPEG/PNG): asking again cannot help
+            reason = f"bad input: {exc}"
+            log.warning("image %s: %s", image_id, reason)
+            return ImageResult(image_id, "quarantined", reason, (self._quarantined(image_id, style, reason),))
         quarantined = [r for r in rows if r.quarantined]
         status = "quarantined" if quarantined else "ok"
         return ImageResult(image_id, status, quarantined[0].reason if quarantined else "", tuple(rows))
@@ -86,11 +88,40 @@ class DescribeWorker:
         return Description(image_id=image_id, identity="", clothing="", provenance=d.provenance, model=d.model,
                            prompt_version=d.prompt_version, style_id=style, quarantined=True, reason=reason)
 
+    def write(self, results: Sequence[ImageResult]) -> None:
+        """Append the rows of ``results`` as one part file."""
+        append_descriptions(self.uri, [row for r in results for row in r.rows], self.storage)
+
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
         results = list(self.pool.map(self.describe_one, rows_of(batch)))
-        append_descriptions(self.uri, [row for r in results for row in r.rows], self.storage)
-        columns: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
-        for result in results:
-            for name, value in zip(RESULT_COLUMNS, result.columns(), strict=True):
-                columns[name].append(value)
-        return columns
+        self.write(results)
+        return result_columns(results)
+
+    def stream(self, records: Iterable[Mapping[str, Any]], write_every: int) -> Iterator[ImageResult]:
+        """Describe ``records`` keeping ``threads`` requests in flight at all times (no per-batch barrier).
+
+        Finished results are appended every ``write_every`` images and yielded once written.
+        """
+        source, in_flight, done = iter(records), set(), []
+        while True:
+            while len(in_flight) < self.threads and (record := next(source, None)) is not None:
+                in_flight.add(self.pool.submit(self.describe_one, record))
+            if not in_flight:
+                break
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            done.extend(f.result() for f in finished)
+            if len(done) >= write_every:
+                self.write(done)
+                yield from done
+                done = []
+        self.write(done)
+        yield from done
+
+
+def result_columns(results: Sequence[ImageResult]) -> dict[str, list[Any]]:
+    """``{column: values}`` with :data:`RESULT_COLUMNS`, one entry per image."""
+    columns: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
+    for result in results:
+        for name, value in zip(RESULT_COLUMNS, result.columns(), strict=True):
+            columns[name].append(value)
+    return columns

@@ -42,7 +42,8 @@ def describe_dataset(uri: str, cfg: DescribeConfig, storage: StorageConfig | Non
                      limit: int | None = None, num_cpus: int | None = None) -> dict[str, Any]:
     """Describe every unfinished image of ``cfg.splits`` with ``cfg.actors`` actors x threads; return the summary.
 
-    Requests in flight are bounded by ``cfg.concurrency`` (threads per actor = concurrency / actors). Each
+    Requests in flight are bounded by ``cfg.concurrency``: each actor owns concurrency / actors threads,
+    shared by the (at most two) batches it works on at once. Each
     batch is appended as one part file by its actor, so a killed job keeps every finished batch and a
     re-run asks only for the rest. ``limit`` caps the images asked in this run.
     """
@@ -65,7 +66,10 @@ def describe_dataset(uri: str, cfg: DescribeConfig, storage: StorageConfig | Non
         DescribeWorker,
         fn_constructor_kwargs={"uri": uri, "cfg": cfg, "style_book": load_style_book(uri, storage),
                                "threads": threads, "storage": storage, "api_key": api_key},
-        batch_size=cfg.batch_size, concurrency=cfg.actors, num_cpus=ACTOR_CPUS, batch_format="numpy",
+        batch_size=cfg.batch_size, num_cpus=ACTOR_CPUS, batch_format="numpy",
+        # two batches at a time per actor share its thread pool: the tail of one overlaps the next's start
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors, max_concurrent_calls_per_actor=2,
+                                           enable_true_multi_threading=True, max_tasks_in_flight_per_actor=3),
     )
     results: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
