@@ -83,7 +83,11 @@ class PKBatchBuilder:
         out = {"caption_ids": caption_ids, "caption_mask": caption_mask}
         for key, column in (("id_desc", "identity"), ("clo_desc", "clothing")):
             texts = [str(self.descriptions.get(i, {}).get(column) or "") for i in image_ids]
-            token_ids, mask = tokenize(self.tokenizer, texts, self.max_length)
             has = np.asarray([bool(t.strip()) for t in texts])
+            if has.any():
+                token_ids, mask = tokenize(self.tokenizer, texts, self.max_length)
+            else:  # nothing to encode: skip the tokenizer
+                token_ids = np.zeros((len(texts), self.max_length), dtype=np.int64)
+                mask = np.zeros_like(token_ids)
             out[f"{key}_ids"], out[f"{key}_mask"], out[f"has_{key}"] = token_ids, mask, has
         return out
