@@ -1,4 +1,4 @@
-"""``reid inspect``: print a prepared dataset's manifest, validation summary and a sample batch's shape."""
+"""``reid inspect``: print a prepared dataset's manifest and validation summary."""
 
 from __future__ import annotations
 
