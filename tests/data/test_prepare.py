@@ -121,3 +121,16 @@ def test_prepare_from_and_to_s3(raw_writer, s3_bucket: str) -> None:
     assert counts["val"]["identities"] == 1
     rows = read_identity_rows(f"{s3_bucket}/prepared")
     assert sum(len(r["image_ids"]) for r in rows) == len(records)
+
+
+def test_inspect_prints_counts_and_rejections(raw_writer, tmp_path: Path, capsys) -> None:
+    root, _ = raw_writer("cuhk-pedes", identities=4, per_identity=3)
+    planted = plant_bad_records(root)
+    out = tmp_path / "inspected"
+    assert main(["prepare", "--format", "cuhk-pedes", "--root", str(root), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", "--data", str(out), "--issues", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"rejected: {len(planted)} of {12 + len(planted)} records" in text
+    assert text.count("record ") >= 3 and '"images": 6' in text
+    assert main(["inspect", "--data", str(tmp_path / "nothing")]) == 2
