@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Describe, write the run report under ``<data>/reports`` and print the run summary."""
-    from reid.cli.main import UserFacingError
+    from reid.cli.errors import UserFacingError
     from reid.config import load_config
     from reid.describe.mllm import EndpointFatalError
 

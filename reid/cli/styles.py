@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Cluster, write ``styles/captions.parquet`` and ``styles/summary.json``, print the summary."""
-    from reid.cli.main import UserFacingError
+    from reid.cli.errors import UserFacingError
     from reid.config import load_config
 
     config = load_config(args.config, args.set)
