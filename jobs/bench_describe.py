@@ -1,6 +1,6 @@
 """Benchmark: describe requests/s against a local endpoint with added latency, vs the ideal concurrency / latency.
 
-    python jobs/bench_describe.py --images 1600 --latency 0.2 --concurrency 32 --engines local,ray
+    python jobs/bench_describe.py --images 3200 --latency 0.2 --concurrency 32 --engines local,ray
 
 The endpoint runs in a child process (so its threads do not share our interpreter lock). For each engine
 the table gives the steady request rate seen by the endpoint (first request in to last answer out) and
@@ -89,11 +89,11 @@ def run_engine(engine: str, uri: str, cfg: DescribeConfig) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1600)
+    parser.add_argument("--images", type=int, default=3200)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--actors", type=int, default=2, help="Ray actors (threads each = concurrency / actors)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--engines", default="local,ray")
     args = parser.parse_args()
 
