@@ -1,0 +1,279 @@
+"""Ray Tune over the training job: a search space, ASHA on a validation metric, one MLflow parent run with a
+child run per trial, per-trial Train checkpoints on storage, and resume of an interrupted search."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from reid.config import Config, ConfigError
+from reid.config.loader import with_overrides
+from reid.distributed.runtime import ensure_ray
+from reid.distributed.tracking import RunTracker, safe_config_yaml, tracking_uri
+from reid.distributed.train_job import RESULT_FILE
+from reid.distributed.tune_stages import upstream_stages
+from reid.distributed.tune_summary import COMPLETED, ERROR, STOPPED, TrialRow, sort_rows, to_markdown, write_summary
+from reid.distributed.tune_trial import EPOCHS_DONE, ChildRunCallback, TrialSetup, close_child_run, train_trial
+from reid.search_space import VARIANT, Distribution, SearchSpace, SpaceError, validate_space
+from reid.storage import Location, exists, read_json, resolve, write_json
+
+logger = logging.getLogger(__name__)
+
+SEARCH_FILE = "search.json"
+LOCAL_PATH_KEYS = ("data.uri", "tune.storage_uri", "tracking.runs_dir", "eval.embedding_cache")
+MAYBE_PATH_KEYS = ("model.vision_name_or_path", "model.text_name_or_path", "data.tokenizer", "styles.encoder",
+                   "styles.vocab_dir", "describe.vocab_dir")
+
+
+class SearchExistsError(RuntimeError):
+    """A fresh search was asked for where one exists (use ``--resume``), or a resume found nothing to resume."""
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A finished search: its rows best first, the best trial's config, the parent run, wall time."""
+
+    search_uri: str
+    metric: str
+    keys: list[str]
+    rows: list[TrialRow]
+    best_config: Config | None
+    best_overrides: dict[str, Any] | None
+    parent_run_id: str | None
+    wall_s: float
+
+    def table(self) -> str:
+        return to_markdown(self.rows, self.keys, self.metric)
+
+
+def search_uri(config: Config) -> str:
+    """Where a search lives: ``<tune.storage_uri>/<tune.name>``."""
+    return f"{config.tune.storage_uri.rstrip('/')}/{config.tune.name}"
+
+
+def search_metric(config: Config) -> str:
+    """``tune.metric``, else the validation metric that picks checkpoints: ``val/<eval.select_metric>``."""
+    return config.tune.metric or f"val/{config.eval.select_metric}"
+
+
+def validate_search(config: Config, space: SearchSpace) -> None:
+    """Everything that can be checked before a trial starts: the space against the schema, the search
+    algorithm against the space, and that every searched key can change what training sees."""
+    validate_space(space, config)
+    if config.tune.search_alg == "optuna":
+        if space.has_grid():
+            raise SpaceError(f"{space.source}: tune.search_alg=optuna cannot search 'grid' or 'variants'")
+        try:
+            import optuna  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError("tune.search_alg=optuna needs the optional 'optuna' package "
+                              "(pip install optuna), or use tune.search_alg=random") from exc
+    keys = [*space.params, *space.fixed, *(k for v in space.variants.values() for k in v)]
+    stage_keys = [k for k in keys if upstream_stages([k])]
+    if stage_keys and not config.data.use_descriptions:
+        raise SpaceError(f"{space.source}: '{stage_keys[0]}' only changes the descriptions, which training "
+                         "ignores with data.use_descriptions=false")
+
+
+def portable_config(config: Config) -> Config:
+    """The config with everything a trial process needs pinned: absolute local paths (trials run in their
+    own working directories) and the resolved MLflow tracking URI (the driver's environment stays here)."""
+    overrides: dict[str, Any] = {}
+    for key in LOCAL_PATH_KEYS + MAYBE_PATH_KEYS:
+        value = _get(config, key)
+        if isinstance(value, str) and value and "://" not in value and not value.startswith(("pkg:", "/")):
+            if key in LOCAL_PATH_KEYS or os.path.exists(value):
+                overrides[key] = os.path.abspath(value)
+    if config.tracking.enabled:
+        overrides["tracking.uri"] = tracking_uri(config.tracking)
+    return with_overrides(config, overrides) if overrides else config
+
+
+def _get(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def run_search(config: Config, space: SearchSpace, num_samples: int | None = None, resume: bool = False,
+               data: str = "ray") -> SearchOutcome:
+    """Search ``space`` around ``config`` with Ray Tune; every trial runs ``reid train``'s trainer builder.
+
+    A fresh search refuses an existing ``<tune.storage_uri>/<tune.name>``; ``resume`` restores it
+    (``Tuner.restore``): finished trials are kept, unfinished ones continue from their last Train checkpoint.
+    """
+    started = time.perf_counter()
+    validate_search(config, space)
+    ensure_ray(dashboard=True)
+    _require_state_api()
+    config = portable_config(config)
+    if num_samples is not None:
+        config = with_overrides(config, {"tune.num_samples": num_samples})
+    root = resolve(search_uri(config), config.storage)
+    state = _search_state(config, space, root, resume)
+    metric = search_metric(config)
+    setup = TrialSetup(config, space, root.join("trials").uri, root.join("datasets").uri,
+                       state.get("parent_run_id"), data, metric)
+    grid = _tuner(config, space, setup, root, resume).fit()
+    rows = sort_rows([_row(result, setup, config) for result in grid], config.tune.mode)
+    overrides = _best_overrides(space, rows)
+    best = with_overrides(config, overrides) if overrides is not None else None
+    outcome = SearchOutcome(root.uri, metric, space.searched_keys(), rows, best, overrides, setup.parent_run_id,
+                            time.perf_counter() - started)
+    if setup.parent_run_id:
+        _report_parent(outcome, space, state["tracking_uri"])
+    logger.info("search %s: %d trials in %.1f s\n%s", root.uri, len(rows), outcome.wall_s, outcome.table())
+    return outcome
+
+
+def _require_state_api() -> None:
+    """Fail now, not with a hung trial: Ray Train frees a stopped trial's workers through the state API."""
+    from ray.util.state import list_nodes
+
+    try:
+        list_nodes(limit=1, timeout=30)
+    except Exception as exc:  # the state API raises several unrelated types when the dashboard is missing
+        raise RuntimeError("Ray Tune needs Ray's dashboard (state API): start the cluster with it "
+                           f"(ray start --head --dashboard-host 127.0.0.1) and set RAY_ADDRESS ({exc})") from exc
+
+
+def _search_state(config: Config, space: SearchSpace, root: Location, resume: bool) -> dict[str, Any]:
+    """``search.json`` of the search (the parent MLflow run, the space's fingerprint), made on first start."""
+    saved = root.join(SEARCH_FILE)
+    if exists(saved):
+        if not resume:
+            raise SearchExistsError(f"a search already exists at {root.uri}; pass --resume to continue it "
+                                    "or choose another tune.name")
+        state = read_json(saved)
+        if state["space_fingerprint"] != space.fingerprint():
+            raise SearchExistsError(f"the search at {root.uri} searched another space ({state['space']}); "
+                                    f"resume it with that space or choose another tune.name")
+        return state
+    if resume:
+        raise SearchExistsError(f"no search to resume at {root.uri}")
+    state: dict[str, Any] = {"space": space.source, "space_fingerprint": space.fingerprint(),
+                             "metric": search_metric(config), "parent_run_id": None, "tracking_uri": None}
+    if config.tracking.enabled:
+        parent = RunTracker.create(config, config.tune.name)
+        parent.set_tags({"tune.role": "search", "tune.space": space.name, "tune.metric": search_metric(config),
+                         "tune.space_fingerprint": space.fingerprint()})
+        parent.client.log_text(parent.run_id, _space_text(space), "search/space.txt")
+        state.update(parent_run_id=parent.run_id, tracking_uri=parent.uri)
+    write_json(saved, state)
+    return state
+
+
+def _space_text(space: SearchSpace) -> str:
+    lines = [f"# {space.source}", space.description.strip(), ""]
+    lines += [f"fixed {k} = {v!r}" for k, v in space.fixed.items()]
+    lines += [f"variant {n}: {o}" for n, o in space.variants.items()]
+    lines += [f"param {k}: {d.kind} {list(d.values) or [d.low, d.high]}" for k, d in space.params.items()]
+    return "\n".join(lines) + "\n"
+
+
+def param_space(space: SearchSpace) -> dict[str, Any]:
+    """The Tune ``param_space``: the variants as a grid axis, then one Tune distribution per key."""
+    out: dict[str, Any] = {}
+    if space.variants:
+        out[VARIANT] = tune.grid_search(list(space.variants))
+    out.update({key: to_tune(dist) for key, dist in space.params.items()})
+    return out
+
+
+def to_tune(dist: Distribution) -> Any:
+    """A :class:`Distribution` as a Tune sampler (``grid`` as ``grid_search``)."""
+    if dist.kind == "grid":
+        return tune.grid_search(list(dist.values))
+    if dist.kind == "choice":
+        return tune.choice(list(dist.values))
+    if dist.kind == "uniform":
+        return tune.uniform(dist.low, dist.high)
+    if dist.kind == "loguniform":
+        return tune.loguniform(dist.low, dist.high)
+    return tune.randint(int(dist.low), int(dist.high))
+
+
+def _trial_dirname(trial: Any) -> str:
+    return str(trial.trial_id)
+
+
+def _tuner(config: Config, space: SearchSpace, setup: TrialSetup, root: Location, resume: bool) -> tune.Tuner:
+    trainable = tune.with_resources(tune.with_parameters(train_trial, setup=setup), {"cpu": config.tune.trial_cpus})
+    fs = root.filesystem if root.is_remote else None
+    if resume and tune.Tuner.can_restore(root.path, storage_filesystem=fs):
+        logger.info("restoring the search at %s", root.uri)
+        return tune.Tuner.restore(root.path, trainable, resume_unfinished=True, resume_errored=True,
+                                  storage_filesystem=fs)
+    t = config.tune
+    scheduler = FIFOScheduler() if t.scheduler == "fifo" else ASHAScheduler(
+        time_attr=EPOCHS_DONE, max_t=t.max_t or config.train.epochs, grace_period=t.grace_period,
+        reduction_factor=t.reduction_factor)
+    search_alg = None
+    if t.search_alg == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(seed=config.seed)
+    parent = resolve(t.storage_uri, config.storage)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(space),
+        tune_config=tune.TuneConfig(metric=search_metric(config), mode=t.mode, scheduler=scheduler,
+                                    search_alg=search_alg, num_samples=t.num_samples,
+                                    max_concurrent_trials=t.max_concurrent_trials,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name=t.name, storage_path=parent.path,
+                                  storage_filesystem=fs, callbacks=[ChildRunCallback(setup.runs_uri, config.storage)],
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+    )
+
+
+def _row(result: Any, setup: TrialSetup, config: Config) -> TrialRow:
+    """One trial of the result grid: its searched values, best metric, epochs, status and child run."""
+    trial_id = os.path.basename(str(result.path).rstrip("/"))
+    sample = {k: v for k, v in (result.config or {}).items() if k in setup.space.searched_keys()}
+    values, epochs = [], 0
+    frame = result.metrics_dataframe
+    if frame is not None and setup.metric in frame:
+        values = [float(v) for v in frame[setup.metric].dropna()]
+        epochs = int(frame["epoch"].max()) + 1 if "epoch" in frame else len(values)
+    best = (max(values) if config.tune.mode == "max" else min(values)) if values else None
+    finished = resolve(f"{setup.runs_uri}/{trial_id}", config.storage).join(RESULT_FILE)
+    done = exists(finished) and bool(read_json(finished).get("finished"))
+    status = ERROR if result.error is not None else (COMPLETED if done else STOPPED)
+    run_id = close_child_run(setup.runs_uri, trial_id, config.storage, failed=status == ERROR)
+    return TrialRow(trial_id, sample, best, epochs, status, run_id)
+
+
+def _best_overrides(space: SearchSpace, rows: list[TrialRow]) -> dict[str, Any] | None:
+    """The dotted overrides of the best trial (``fixed``, its variant, its draws), or None without a best."""
+    if not rows or rows[0].metric is None or math.isnan(rows[0].metric):
+        return None
+    return space.trial_overrides(rows[0].params)
+
+
+def _report_parent(outcome: SearchOutcome, space: SearchSpace, uri: str) -> None:
+    """The parent run gets the summary table (CSV, Markdown), the best config, the plot, and the best value."""
+    parent = RunTracker(uri, outcome.parent_run_id or "")
+    log_keys = [k for k, d in space.params.items() if d.kind == "loguniform"]
+    best_yaml = safe_config_yaml(outcome.best_config) if outcome.best_config is not None else None
+    with tempfile.TemporaryDirectory(prefix="reid-tune-") as tmp:
+        write_summary(tmp, outcome.rows, outcome.keys, outcome.metric, best_yaml, outcome.best_overrides, log_keys)
+        parent.log_artifacts(tmp, "summary")
+    stopped = sum(r.status == STOPPED for r in outcome.rows)
+    tags = {"tune.trials": str(len(outcome.rows)), "tune.stopped_early": str(stopped),
+            "tune.search_uri": outcome.search_uri}
+    if outcome.best_config is not None:
+        best = outcome.rows[0]
+        parent.log_metrics({outcome.metric: float(best.metric or 0.0)}, "best/")
+        tags.update({"tune.best_trial_id": best.trial_id, "tune.best_run_id": best.run_id or ""})
+    parent.log_metrics({"wall_s": outcome.wall_s, "trials": float(len(outcome.rows)), "stopped_early": stopped})
+    parent.set_tags(tags)
+    parent.finish("FINISHED" if all(r.status != ERROR for r in outcome.rows) else "FAILED")
