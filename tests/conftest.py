@@ -51,7 +51,7 @@ def ray_local() -> Iterator[None]:
     from reid.distributed.runtime import ensure_ray
 
     os.environ.pop("RAY_ADDRESS", None)
-    ensure_ray(num_cpus=2)
+    ensure_ray(num_cpus=2, dashboard=True)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

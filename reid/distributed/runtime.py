@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
@@ -26,11 +27,23 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
         ray.init(address=address, log_to_driver=True)
         return
     log.info("starting a local Ray (num_cpus=%s)", num_cpus)
+    port = _free_port() if dashboard else None
+    if port is not None:
+        # The state API (Ray Train's placement-group cleaner uses it) finds its cluster from the environment,
+        # and another Ray on the host would confuse its search; every process this Ray starts inherits this.
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     ray.init(
         address="local",
         num_cpus=num_cpus,
         include_dashboard=dashboard,
         dashboard_host="127.0.0.1",
+        dashboard_port=port,
         configure_logging=False,
         log_to_driver=True,
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
