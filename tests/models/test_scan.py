@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from numba import njit
 
-from reid.models.mamba import causal_conv1d_silu, selective_scan, selective_scan_reference
+from reid.models.mamba import causal_conv1d_silu, kernel_io, selective_scan, selective_scan_reference
+from reid.models.mamba import scan as scan_module
 from reid.models.mamba.fast_math import fast_exp, fast_sigmoid, one_minus_exp_neg
 from reid.models.mamba.scan import SelectiveScanFn
 
@@ -89,16 +90,25 @@ def test_scan_without_optional_inputs_and_without_softplus() -> None:
 def test_scan_gradcheck_finite_differences() -> None:
     inputs = scan_inputs(1, 6, 3, 2, torch.float64, seed=3)
     args = tuple(inputs[k] for k in NAMES)
-    assert torch.autograd.gradcheck(lambda *a: SelectiveScanFn.apply(*a, True, 4, 2), args, eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda *a: SelectiveScanFn.apply(*a, True, 4, 2, True), args, eps=1e-6, atol=1e-7)
 
 
-def test_no_grad_forward_equals_training_forward_and_skips_checkpoints() -> None:
+def test_no_grad_forward_equals_training_forward_and_stores_no_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint_shapes = []
+
+    def spy(kernel, items, *args):  # noqa: ANN001, ANN202
+        checkpoint_shapes.append(args[8].shape)  # scan_forward(u, dt, At, B, C, D, z, out, ckpt, ...)
+        return kernel_io.run_items(kernel, items, *args)
+
+    monkeypatch.setattr(scan_module, "run_items", spy)
     inputs = scan_inputs(2, 40, 9, 3, torch.float32)
     args = [inputs[k] for k in NAMES]
     with torch.no_grad():
         plain = selective_scan(*args, chunk=16)
     tracked = selective_scan(*args, chunk=16)
+    assert plain.grad_fn is None and tracked.grad_fn is not None
     assert torch.equal(plain, tracked)
+    assert checkpoint_shapes == [(0, 0, 0, 0), (2, 3, 3, 9)]
 
 
 def test_backward_saves_no_per_state_tensor() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from reid.models.mamba import conv_kernel
-from reid.models.mamba.kernel_io import as_array, compute_dtype, numba_threads
+from reid.models.mamba.kernel_io import as_array, compute_dtype, run_items
 from reid.models.mamba.scan import DEFAULT_BLOCK
 
 
@@ -21,8 +23,8 @@ class CausalConvSiluFn(torch.autograd.Function):
         wt = as_array(weight[:, 0, :].t(), dtype)
         ba = as_array(bias, dtype) if bias is not None else torch.zeros(width, dtype=dtype).numpy()
         out = torch.empty(x.shape, dtype=dtype)
-        with numba_threads():
-            conv_kernel.conv_silu_forward(xa, wt, ba, out.numpy(), block)
+        items = x.shape[0] * math.ceil(width / block)
+        run_items(conv_kernel.conv_silu_forward, items, xa, wt, ba, out.numpy(), block)
         ctx.save_for_backward(torch.from_numpy(xa), torch.from_numpy(wt), torch.from_numpy(ba))
         ctx.block = block
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
@@ -36,9 +38,9 @@ class CausalConvSiluFn(torch.autograd.Function):
         gx = torch.empty_like(x)
         gw = torch.empty(nbatch, wt.shape[0], width, dtype=x.dtype)
         gb = torch.empty(nbatch, width, dtype=x.dtype)
-        with numba_threads():
-            conv_kernel.conv_silu_backward(x.numpy(), wt.numpy(), bias.numpy(), gout.numpy(), gx.numpy(),
-                                           gw.numpy(), gb.numpy(), ctx.block)
+        items = nbatch * math.ceil(width / ctx.block)
+        run_items(conv_kernel.conv_silu_backward, items, x.numpy(), wt.numpy(), bias.numpy(), gout.numpy(),
+                  gx.numpy(), gw.numpy(), gb.numpy(), ctx.block)
         x_dtype, w_dtype, b_dtype = ctx.dtypes
         grad_w = gw.sum(0).t().unsqueeze(1).to(w_dtype)
         grad_b = gb.sum(0).to(b_dtype) if b_dtype is not None else None

@@ -1,30 +1,54 @@
-"""Calling numba kernels from torch: thread count, compute dtype and zero-copy array views."""
+"""Calling the numba kernels from torch: work split over threads, compute dtype, zero-copy array views.
+
+The kernels are compiled ``nogil`` functions over a range of independent work items; :func:`run_items`
+splits the items over a small thread pool (as many threads as torch may use). This keeps numba's own
+parallel machinery (its threading layers and their compile cost) out of the picture, and is safe
+after ``fork``: a child process gets a fresh pool.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+TASKS_PER_THREAD = 4
+"""Work items are handed out in this many tasks per thread, so a thread slowed by others' load gets fewer."""
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
 
 def kernel_threads() -> int:
-    """Threads for numba's parallel loops: as many as torch may use (e.g. 1 in a one-CPU Ray worker)."""
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    """Threads for the kernels: as many as torch may use (e.g. 1 in a one-CPU Ray worker)."""
+    return max(1, torch.get_num_threads())
 
 
-@contextmanager
-def numba_threads() -> Iterator[None]:
-    """Set numba's (thread-local) thread count to :func:`kernel_threads` for the duration of a call."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(kernel_threads())
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mamba-scan")
+        return _pools[key]
+
+
+def run_items(kernel: Callable[..., None], items: int, *args: object) -> None:
+    """Run ``kernel(*args, start, stop)`` over the work items ``0 .. items`` on :func:`kernel_threads` threads."""
+    threads = min(kernel_threads(), items)
+    if threads <= 1:
+        kernel(*args, 0, items)
+        return
+    tasks = min(items, TASKS_PER_THREAD * threads)
+    bounds = [items * i // tasks for i in range(tasks + 1)]
+    pool = _pool(threads)
+    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    for future in futures:
+        future.result()
 
 
 def compute_dtype(*tensors: Tensor | None) -> torch.dtype:

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reid.models.mamba import scan_kernel
-from reid.models.mamba.kernel_io import as_array, compute_dtype, kernel_threads, numba_threads
+from reid.models.mamba.kernel_io import as_array, compute_dtype, kernel_threads, run_items
 
-DEFAULT_CHUNK = 64
+DEFAULT_CHUNK = 32
 """Time steps between stored states; the backward pass recomputes one chunk at a time."""
-DEFAULT_BLOCK = 64
+DEFAULT_BLOCK = 256
 """Channels per work item; the innermost (vectorised) loop runs over them."""
 
 
@@ -35,12 +35,13 @@ def _check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
 class SelectiveScanFn(torch.autograd.Function):
     """Forward and hand-written backward of :func:`selective_scan` (see there for shapes).
 
-    Computes in float64 when any input is float64, else float32. Saved for backward: the inputs, ``dt``
-    and the state every ``chunk`` steps, ``[Bsz, ceil(L / chunk), N, Din]``; never ``[Bsz, L, Din, N]``.
+    Computes in float64 when any input is float64, else float32. Saved for backward (only when ``track``,
+    i.e. grad mode is on and an input requires grad): the inputs, ``dt`` and the state every ``chunk``
+    steps, ``[Bsz, ceil(L / chunk), N, Din]``; never ``[Bsz, L, Din, N]``.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, block):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, block, track):
         dtype = compute_dtype(u, delta, A, B, C, D, z, delta_bias)
         nbatch, length, width = u.shape
         nstate = A.shape[1]
@@ -54,12 +55,12 @@ class SelectiveScanFn(torch.autograd.Function):
             "D": as_array(D, dtype) if D is not None else torch.zeros(width, dtype=dtype).numpy(),
             "z": as_array(z, dtype) if z is not None else torch.empty(0, 0, 0, dtype=dtype).numpy(),
         }
-        needs_grad = any(ctx.needs_input_grad[:8])
+        needs_grad = track and any(ctx.needs_input_grad[:8])
         ckpt = torch.empty((nbatch, math.ceil(length / chunk), nstate, width) if needs_grad else (0, 0, 0, 0),
                            dtype=dtype)
         out = torch.empty(nbatch, length, width, dtype=dtype)
-        with numba_threads():
-            scan_kernel.scan_forward(*arrays.values(), out.numpy(), ckpt.numpy(), chunk, block)
+        items = nbatch * math.ceil(width / block)
+        run_items(scan_kernel.scan_forward, items, *arrays.values(), out.numpy(), ckpt.numpy(), chunk, block)
         if needs_grad:
             ctx.save_for_backward(*(torch.from_numpy(a) for a in arrays.values()), ckpt)
             ctx.settings = (bool(delta_softplus), chunk, block)
@@ -81,18 +82,18 @@ class SelectiveScanFn(torch.autograd.Function):
         gD = torch.empty(nbatch, width, dtype=u.dtype)
         gB = torch.zeros(nbatch, ngroups, length, nstate, dtype=u.dtype)
         gC = torch.zeros_like(gB)
-        with numba_threads():
-            scan_kernel.scan_backward(
-                *(t.numpy() for t in (u, dt, At, B, C, D, z, ckpt, gout)), softplus, chunk, block, ngroups,
-                *(t.numpy() for t in (gu, gdelta, gz, gA, gB, gC, gD)),
-            )
+        run_items(
+            scan_kernel.scan_backward, nbatch * ngroups,
+            *(t.numpy() for t in (u, dt, At, B, C, D, z, ckpt, gout)), softplus, chunk, block, ngroups,
+            *(t.numpy() for t in (gu, gdelta, gz, gA, gB, gC, gD)),
+        )
         has_d, has_z, has_bias = ctx.present
         grads = (gu, gdelta, gA.sum(0).t(), gB.sum(1), gC.sum(1), gD.sum(0) if has_d else None,
                  gz if has_z else None, gdelta.sum((0, 1)) if has_bias else None)
         wanted = ctx.needs_input_grad[:8]
         grads = [g.to(dtype) if need and g is not None else None
                  for g, need, dtype in zip(grads, wanted, ctx.dtypes, strict=True)]
-        return (*grads, None, None, None)
+        return (*grads, None, None, None, None)
 
 
 def selective_scan(
@@ -118,4 +119,6 @@ def selective_scan(
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if chunk < 1 or block < 1:
         raise ValueError(f"selective_scan: chunk and block must be >= 1; got chunk={chunk}, block={block}")
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, block)
+    tensors = (u, delta, A, B, C, D, z, delta_bias)
+    track = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return SelectiveScanFn.apply(*tensors, delta_softplus, chunk, block, track)

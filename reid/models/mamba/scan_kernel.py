@@ -14,7 +14,7 @@ recurrence ``g_t = C_t gy_t + exp(dt_{t+1} A) g_{t+1}``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from reid.models.mamba.fast_math import fast_exp, fast_sigmoid, one_minus_exp_neg
 
@@ -22,154 +22,171 @@ from reid.models.mamba.fast_math import fast_exp, fast_sigmoid, one_minus_exp_ne
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def scan_forward(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, dblk):  # pragma: no cover - compiled
-    """Fill ``out``; no gate when ``z.shape[0] == 0``; store checkpoints when ``ckpt.shape[0] > 0``."""
-    nbatch, length, width = u.shape
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_item(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, b, d0, nd):  # pragma: no cover - compiled
+    """One work item of :func:`scan_forward`: batch row ``b``, channels ``d0 .. d0 + nd``."""
+    length = u.shape[1]
     nstate = At.shape[0]
-    nblk = (width + dblk - 1) // dblk
     save = ckpt.shape[0] > 0
     gated = z.shape[0] > 0
-    for item in prange(nbatch * nblk):
-        b = item // nblk
+    h = np.zeros((nstate, nd), dtype=u.dtype)
+    ab = np.ascontiguousarray(At[:, d0 : d0 + nd])
+    dv = np.ascontiguousarray(Dv[d0 : d0 + nd])
+    du = np.empty(nd, dtype=u.dtype)
+    dtt = np.empty(nd, dtype=u.dtype)
+    acc = np.empty(nd, dtype=u.dtype)
+    for t in range(length):
+        if save and t % chunk == 0:
+            ckpt[b, t // chunk, :, d0 : d0 + nd] = h
+        ut = u[b, t, d0 : d0 + nd]
+        dtt[:] = dt[b, t, d0 : d0 + nd]
+        for j in range(nd):
+            du[j] = dtt[j] * ut[j]
+            acc[j] = dv[j] * ut[j]
+        for n in range(nstate):
+            bn = Bm[b, t, n]
+            cn = Cm[b, t, n]
+            for j in range(nd):
+                hn = fast_exp(dtt[j] * ab[n, j]) * h[n, j] + du[j] * bn
+                h[n, j] = hn
+                acc[j] += hn * cn
+        row = out[b, t, d0 : d0 + nd]
+        if gated:
+            zt = z[b, t, d0 : d0 + nd]
+            for j in range(nd):
+                row[j] = acc[j] * zt[j] * fast_sigmoid(zt[j])
+        else:
+            row[:] = acc
+
+
+@njit(cache=True, nogil=True)
+def scan_forward(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, dblk, start, stop):  # pragma: no cover - compiled
+    """Fill ``out`` for work items ``start .. stop`` of ``Bsz * ceil(D / dblk)`` (batch row, channel block).
+
+    No gate when ``z.shape[0] == 0``; checkpoints are stored when ``ckpt.shape[0] > 0``.
+    """
+    width = u.shape[2]
+    nblk = (width + dblk - 1) // dblk
+    for item in range(start, stop):
         d0 = (item % nblk) * dblk
+        _forward_item(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, item // nblk, d0, min(dblk, width - d0))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backward_group(
+    u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups, gu, gdelta, gz, gA, gB, gC, gD, b, grp
+):  # pragma: no cover - compiled
+    """One work item of :func:`scan_backward`: batch row ``b``, channel group ``grp`` (its blocks in turn)."""
+    length, width = u.shape[1], u.shape[2]
+    nstate = At.shape[0]
+    nblk = (width + dblk - 1) // dblk
+    nchunks = (length + chunk - 1) // chunk
+    gated = z.shape[0] > 0
+    hs = np.empty((chunk + 1, nstate, dblk), dtype=u.dtype)
+    aa = np.empty((chunk, nstate, dblk), dtype=u.dtype)
+    gys = np.empty((chunk, dblk), dtype=u.dtype)  # gradient of the pre-gate output
+    carry = np.empty((nstate, dblk), dtype=u.dtype)
+    gchunk = np.empty((nstate, dblk), dtype=u.dtype)
+    gtotal = np.empty((nstate, dblk), dtype=np.float64)
+    gdtotal = np.empty(dblk, dtype=np.float64)
+    du = np.empty(dblk, dtype=u.dtype)
+    dtt = np.empty(dblk, dtype=u.dtype)
+    sig = np.empty(dblk, dtype=u.dtype)
+    gdu = np.empty(dblk, dtype=u.dtype)
+    gdtt = np.empty(dblk, dtype=u.dtype)
+    acc = np.empty(dblk, dtype=u.dtype)
+    zero = np.zeros(1, dtype=u.dtype)[0]
+    one = np.ones(1, dtype=u.dtype)[0]
+    for blk in range(grp * nblk // ngroups, (grp + 1) * nblk // ngroups):
+        d0 = blk * dblk
         nd = min(dblk, width - d0)
-        h = np.zeros((nstate, nd), dtype=u.dtype)
         ab = np.ascontiguousarray(At[:, d0 : d0 + nd])
         dv = np.ascontiguousarray(Dv[d0 : d0 + nd])
-        du = np.empty(nd, dtype=u.dtype)
-        dtt = np.empty(nd, dtype=u.dtype)
-        acc = np.empty(nd, dtype=u.dtype)
-        for t in range(length):
-            if save and t % chunk == 0:
-                ckpt[b, t // chunk, :, d0 : d0 + nd] = h
-            ut = u[b, t, d0 : d0 + nd]
-            dtt[:] = dt[b, t, d0 : d0 + nd]
-            for j in range(nd):
-                du[j] = dtt[j] * ut[j]
-                acc[j] = dv[j] * ut[j]
-            for n in range(nstate):
-                bn = Bm[b, t, n]
-                cn = Cm[b, t, n]
+        carry[:, :nd] = 0
+        gtotal[:, :nd] = 0
+        gdtotal[:nd] = 0
+        for k in range(nchunks - 1, -1, -1):
+            t0 = k * chunk
+            t1 = min(t0 + chunk, length)
+            hs[0, :, :nd] = ckpt[b, k, :, d0 : d0 + nd]
+            for t in range(t0, t1):  # recompute states and decays; gradients that need no adjoint
+                i = t - t0
+                ut = u[b, t, d0 : d0 + nd]
+                dtt[:nd] = dt[b, t, d0 : d0 + nd]
+                got = gout[b, t, d0 : d0 + nd]
                 for j in range(nd):
-                    hn = fast_exp(dtt[j] * ab[n, j]) * h[n, j] + du[j] * bn
-                    h[n, j] = hn
-                    acc[j] += hn * cn
-            row = out[b, t, d0 : d0 + nd]
-            if gated:
-                zt = z[b, t, d0 : d0 + nd]
+                    du[j] = dtt[j] * ut[j]
+                    acc[j] = dv[j] * ut[j]
+                if gated:
+                    zt = z[b, t, d0 : d0 + nd]
+                    for j in range(nd):
+                        sig[j] = fast_sigmoid(zt[j])
+                        gys[i, j] = got[j] * zt[j] * sig[j]
+                else:
+                    gys[i, :nd] = got
+                for n in range(nstate):
+                    bn = Bm[b, t, n]
+                    cn = Cm[b, t, n]
+                    sc = zero
+                    for j in range(nd):
+                        a = fast_exp(dtt[j] * ab[n, j])
+                        aa[i, n, j] = a
+                        hn = a * hs[i, n, j] + du[j] * bn
+                        hs[i + 1, n, j] = hn
+                        acc[j] += hn * cn
+                        sc += gys[i, j] * hn
+                    gC[b, grp, t, n] += sc
                 for j in range(nd):
-                    row[j] = acc[j] * zt[j] * fast_sigmoid(zt[j])
-            else:
-                row[:] = acc
+                    gdtotal[j] += gys[i, j] * ut[j]
+                if gated:
+                    gzt = gz[b, t, d0 : d0 + nd]
+                    for j in range(nd):
+                        gzt[j] = got[j] * acc[j] * sig[j] * (one + zt[j] * (one - sig[j]))
+            gchunk[:, :nd] = 0
+            for t in range(t1 - 1, t0 - 1, -1):  # adjoint recurrence, backwards in time
+                i = t - t0
+                ut = u[b, t, d0 : d0 + nd]
+                dtt[:nd] = dt[b, t, d0 : d0 + nd]
+                for j in range(nd):
+                    du[j] = dtt[j] * ut[j]
+                    gdu[j] = 0
+                    gdtt[j] = 0
+                for n in range(nstate):
+                    bn = Bm[b, t, n]
+                    cn = Cm[b, t, n]
+                    sb = zero
+                    for j in range(nd):
+                        gh = carry[n, j] + cn * gys[i, j]
+                        a = aa[i, n, j]
+                        gexp = gh * hs[i, n, j] * a  # gradient of the exponent dt * A
+                        gdtt[j] += gexp * ab[n, j]
+                        gchunk[n, j] += gexp * dtt[j]
+                        gdu[j] += gh * bn
+                        sb += gh * du[j]
+                        carry[n, j] = a * gh
+                    gB[b, grp, t, n] += sb
+                gut = gu[b, t, d0 : d0 + nd]
+                gdr = gdelta[b, t, d0 : d0 + nd]
+                for j in range(nd):
+                    gut[j] = gdu[j] * dtt[j] + gys[i, j] * dv[j]
+                    gdt = gdtt[j] + gdu[j] * ut[j]
+                    gdr[j] = gdt * one_minus_exp_neg(dtt[j]) if softplus else gdt
+            gtotal[:, :nd] += gchunk[:, :nd]
+        gA[b, :, d0 : d0 + nd] = gtotal[:, :nd]
+        gD[b, d0 : d0 + nd] = gdtotal[:nd]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True)
 def scan_backward(
-    u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups, gu, gdelta, gz, gA, gB, gC, gD
+    u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups, gu, gdelta, gz, gA, gB, gC, gD, start, stop
 ):  # pragma: no cover - compiled
-    """Gradients of ``sum(gout * out)``.
+    """Gradients of ``sum(gout * out)`` for work items ``start .. stop`` of ``Bsz * ngroups``.
 
     Fills ``gu, gdelta, gz [Bsz, L, D]`` (``gdelta`` is with respect to the softplus input when
     ``softplus``, using ``sigmoid(x) = 1 - exp(-softplus(x))``), per-row partials ``gA [Bsz, N, D]`` and
     ``gD [Bsz, D]``, and per-channel-group partials ``gB, gC [Bsz, ngroups, L, N]`` (zero-initialised);
     the caller sums the partials.
     """
-    nbatch, length, width = u.shape
-    nstate = At.shape[0]
-    nblk = (width + dblk - 1) // dblk
-    nchunks = (length + chunk - 1) // chunk
-    gated = z.shape[0] > 0
-    for item in prange(nbatch * ngroups):
-        b = item // ngroups
-        grp = item % ngroups
-        hs = np.empty((chunk + 1, nstate, dblk), dtype=u.dtype)
-        aa = np.empty((chunk, nstate, dblk), dtype=u.dtype)
-        ys = np.empty((chunk, dblk), dtype=u.dtype)
-        carry = np.empty((nstate, dblk), dtype=u.dtype)
-        gchunk = np.empty((nstate, dblk), dtype=u.dtype)
-        gtotal = np.empty((nstate, dblk), dtype=np.float64)
-        gdtotal = np.empty(dblk, dtype=np.float64)
-        du = np.empty(dblk, dtype=u.dtype)
-        dtt = np.empty(dblk, dtype=u.dtype)
-        gyt = np.empty(dblk, dtype=u.dtype)
-        gdu = np.empty(dblk, dtype=u.dtype)
-        gdtt = np.empty(dblk, dtype=u.dtype)
-        acc = np.empty(dblk, dtype=u.dtype)
-        zero = np.zeros(1, dtype=u.dtype)[0]
-        one = np.ones(1, dtype=u.dtype)[0]
-        for blk in range(grp * nblk // ngroups, (grp + 1) * nblk // ngroups):
-            d0 = blk * dblk
-            nd = min(dblk, width - d0)
-            ab = np.ascontiguousarray(At[:, d0 : d0 + nd])
-            dv = np.ascontiguousarray(Dv[d0 : d0 + nd])
-            carry[:, :nd] = 0
-            gtotal[:, :nd] = 0
-            gdtotal[:nd] = 0
-            for k in range(nchunks - 1, -1, -1):
-                t0 = k * chunk
-                t1 = min(t0 + chunk, length)
-                hs[0, :, :nd] = ckpt[b, k, :, d0 : d0 + nd]
-                for t in range(t0, t1):  # recompute this chunk's states, decays and pre-gate outputs
-                    i = t - t0
-                    ut = u[b, t, d0 : d0 + nd]
-                    dtt[:nd] = dt[b, t, d0 : d0 + nd]
-                    for j in range(nd):
-                        du[j] = dtt[j] * ut[j]
-                        acc[j] = dv[j] * ut[j]
-                    for n in range(nstate):
-                        bn = Bm[b, t, n]
-                        cn = Cm[b, t, n]
-                        for j in range(nd):
-                            a = fast_exp(dtt[j] * ab[n, j])
-                            aa[i, n, j] = a
-                            hn = a * hs[i, n, j] + du[j] * bn
-                            hs[i + 1, n, j] = hn
-                            acc[j] += hn * cn
-                    ys[i, :nd] = acc[:nd]
-                gchunk[:, :nd] = 0
-                for t in range(t1 - 1, t0 - 1, -1):  # adjoint recurrence, backwards in time
-                    i = t - t0
-                    ut = u[b, t, d0 : d0 + nd]
-                    dtt[:nd] = dt[b, t, d0 : d0 + nd]
-                    got = gout[b, t, d0 : d0 + nd]
-                    if gated:
-                        zt = z[b, t, d0 : d0 + nd]
-                        gzt = gz[b, t, d0 : d0 + nd]
-                        for j in range(nd):
-                            s = fast_sigmoid(zt[j])
-                            gyt[j] = got[j] * zt[j] * s
-                            gzt[j] = got[j] * ys[i, j] * s * (one + zt[j] * (one - s))
-                    else:
-                        gyt[:nd] = got
-                    for j in range(nd):
-                        du[j] = dtt[j] * ut[j]
-                        gdu[j] = 0
-                        gdtt[j] = 0
-                        gdtotal[j] += gyt[j] * ut[j]
-                    for n in range(nstate):
-                        bn = Bm[b, t, n]
-                        cn = Cm[b, t, n]
-                        sb = zero
-                        sc = zero
-                        for j in range(nd):
-                            gh = carry[n, j] + cn * gyt[j]
-                            a = aa[i, n, j]
-                            gexp = gh * hs[i, n, j] * a  # gradient of the exponent dt * A
-                            gdtt[j] += gexp * ab[n, j]
-                            gchunk[n, j] += gexp * dtt[j]
-                            gdu[j] += gh * bn
-                            sb += gh * du[j]
-                            sc += gyt[j] * hs[i + 1, n, j]
-                            carry[n, j] = a * gh
-                        gB[b, grp, t, n] += sb
-                        gC[b, grp, t, n] += sc
-                    gut = gu[b, t, d0 : d0 + nd]
-                    gdr = gdelta[b, t, d0 : d0 + nd]
-                    for j in range(nd):
-                        gut[j] = gdu[j] * dtt[j] + gyt[j] * dv[j]
-                        gdt = gdtt[j] + gdu[j] * ut[j]
-                        gdr[j] = gdt * one_minus_exp_neg(dtt[j]) if softplus else gdt
-                gtotal[:, :nd] += gchunk[:, :nd]
-            gA[b, :, d0 : d0 + nd] = gtotal[:, :nd]
-            gD[b, d0 : d0 + nd] = gdtotal[:nd]
+    for item in range(start, stop):
+        _backward_group(u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups,
+                        gu, gdelta, gz, gA, gB, gC, gD, item // ngroups, item % ngroups)
