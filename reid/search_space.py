@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -199,7 +200,7 @@ def _check_kind(key: str, dist: Distribution, tp: Any, source: str) -> None:
             try:
                 coerce(tp, value, key, source)
             except ConfigError as exc:
-                raise SpaceError(f"{dist.kind}: {exc}") from exc
+                raise SpaceError(f"{exc} (a {dist.kind} value)") from exc
         return
     probe: Any = float(dist.low) if dist.kind in ("uniform", "loguniform") else int(dist.low)
     try:
@@ -217,4 +218,6 @@ def _check_config(base: Config, overrides: dict[str, Any], where: str) -> None:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return f"one of {list(typing.get_args(tp))}"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

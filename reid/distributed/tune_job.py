@@ -112,13 +112,14 @@ def run_search(config: Config, space: SearchSpace, num_samples: int | None = Non
     """
     started = time.perf_counter()
     validate_search(config, space)
-    ensure_ray(dashboard=True)
-    _require_state_api()
     config = portable_config(config)
     if num_samples is not None:
         config = with_overrides(config, {"tune.num_samples": num_samples})
     root = resolve(search_uri(config), config.storage)
-    state = _search_state(config, space, root, resume)
+    state = saved_state(root, space, resume)
+    ensure_ray(dashboard=True)
+    _require_state_api()
+    state = state or _new_state(config, space, root)
     metric = search_metric(config)
     setup = TrialSetup(config, space, root.join("trials").uri, root.join("datasets").uri,
                        state.get("parent_run_id"), data, metric)
@@ -145,8 +146,11 @@ def _require_state_api() -> None:
                            f"(ray start --head --dashboard-host 127.0.0.1) and set RAY_ADDRESS ({exc})") from exc
 
 
-def _search_state(config: Config, space: SearchSpace, root: Location, resume: bool) -> dict[str, Any]:
-    """``search.json`` of the search (the parent MLflow run, the space's fingerprint), made on first start."""
+def saved_state(root: Location, space: SearchSpace, resume: bool) -> dict[str, Any] | None:
+    """The ``search.json`` of the search at ``root`` when resuming it (None for a fresh search).
+
+    Refuses a fresh search where one exists, a resume where none exists, and a resume with another space.
+    """
     saved = root.join(SEARCH_FILE)
     if exists(saved):
         if not resume:
@@ -159,6 +163,11 @@ def _search_state(config: Config, space: SearchSpace, root: Location, resume: bo
         return state
     if resume:
         raise SearchExistsError(f"no search to resume at {root.uri}")
+    return None
+
+
+def _new_state(config: Config, space: SearchSpace, root: Location) -> dict[str, Any]:
+    """Start the search's record: the parent MLflow run (space, metric and base config) and ``search.json``."""
     state: dict[str, Any] = {"space": space.source, "space_fingerprint": space.fingerprint(),
                              "metric": search_metric(config), "parent_run_id": None, "tracking_uri": None}
     if config.tracking.enabled:
@@ -167,7 +176,7 @@ def _search_state(config: Config, space: SearchSpace, root: Location, resume: bo
                          "tune.space_fingerprint": space.fingerprint()})
         parent.client.log_text(parent.run_id, _space_text(space), "search/space.txt")
         state.update(parent_run_id=parent.run_id, tracking_uri=parent.uri)
-    write_json(saved, state)
+    write_json(root.join(SEARCH_FILE), state)
     return state
 
 
