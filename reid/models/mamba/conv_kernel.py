@@ -17,7 +17,7 @@ FLUSH = 64
 """Time steps summed in the input dtype before the weight/bias gradients are added to float64 totals."""
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _conv_item(x, Wt, bias, out, b, d0, nd):  # pragma: no cover - compiled
     """One work item of :func:`conv_silu_forward`: batch row ``b``, channels ``d0 .. d0 + nd``."""
     length = x.shape[1]
@@ -35,7 +35,7 @@ def _conv_item(x, Wt, bias, out, b, d0, nd):  # pragma: no cover - compiled
             row[j] = acc[j] * fast_sigmoid(acc[j])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv_silu_forward(x, Wt, bias, out, dblk, start, stop):  # pragma: no cover - compiled
     """Fill ``out [Bsz, L, D]`` for work items ``start .. stop`` of ``Bsz * ceil(D / dblk)``."""
     width = x.shape[2]
@@ -45,7 +45,7 @@ def conv_silu_forward(x, Wt, bias, out, dblk, start, stop):  # pragma: no cover 
         _conv_item(x, Wt, bias, out, item // nblk, d0, min(dblk, width - d0))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _conv_grad_item(x, Wt, bias, gout, gx, gW, gbias, b, d0, nd):  # pragma: no cover - compiled
     """One work item of :func:`conv_silu_backward`: batch row ``b``, channels ``d0 .. d0 + nd``."""
     length = x.shape[1]
@@ -87,7 +87,7 @@ def _conv_grad_item(x, Wt, bias, gout, gx, gW, gbias, b, d0, nd):  # pragma: no 
     gbias[b, d0 : d0 + nd] = gb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv_silu_backward(x, Wt, bias, gout, gx, gW, gbias, dblk, start, stop):  # pragma: no cover - compiled
     """Fill ``gx [Bsz, L, D]`` and the per-row partials ``gW [Bsz, K, D]``, ``gbias [Bsz, D]`` (work items
     ``start .. stop`` of ``Bsz * ceil(D / dblk)``)."""

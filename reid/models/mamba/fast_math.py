@@ -1,4 +1,4 @@
-"""Vectorisable ``exp``, ``sigmoid`` and ``1 - exp(-x)`` for numba kernels (float32 polynomials, exact float64).
+"""Vectorisable ``exp``, ``sigmoid`` and ``softplus`` for numba kernels (float32 polynomials, exact float64).
 
 LLVM cannot vectorise a loop that calls libm; these float32 versions are branch-free arithmetic (Cephes'
 ``expf`` polynomial, about 1 ulp), so the kernels' inner loops over channels become SIMD code. Float64
@@ -24,8 +24,9 @@ _HALF = _F(0.5)
 _ONE = _F(1.0)
 _EXP_POLY = (_F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3), _F(4.1665795894e-2),
              _F(1.6666665459e-1), _F(5.0000001201e-1))
-_SMALL = _F(0.125)
-_INV_FACT = tuple(_F(1.0 / math.factorial(k)) for k in range(2, 7))  # 1/2!, ..., 1/6!
+_ZERO = _F(0.0)
+_TWO = _F(2.0)
+_ATANH_POLY = tuple(_F(1.0 / k) for k in (3, 5, 7, 9, 11, 13))
 
 
 @intrinsic
@@ -54,9 +55,9 @@ def fast_sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def one_minus_exp_neg(x: float) -> float:
-    """``1 - exp(-x) = -expm1(-x)`` for ``x >= 0``, accurate for small ``x`` (it is ``sigmoid(softplus^-1(x))``)."""
-    return -math.expm1(-x)
+def fast_softplus(x: float) -> float:
+    """``log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))`` (no overflow)."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
 @overload(fast_exp, inline="always")
@@ -87,17 +88,21 @@ def _fast_sigmoid_overload(x):
     return None
 
 
-@overload(one_minus_exp_neg, inline="always")
-def _one_minus_exp_neg_overload(x):
+@overload(fast_softplus, inline="always")
+def _fast_softplus_overload(x):
     if x == types.float32:
-        c2, c3, c4, c5, c6 = _INV_FACT
+        q1, q2, q3, q4, q5, q6 = _ATANH_POLY
 
-        def impl_f32(x):
-            # Below 1/8 the Taylor series to x**6 (truncation < x**7 / 7! ~ 1e-9 relative); above, 1 - exp(-x).
-            series = x * (_ONE - x * (c2 - x * (c3 - x * (c4 - x * (c5 - x * c6)))))
-            return series if x < _SMALL else _ONE - fast_exp(-x)
+        def softplus_f32(x):
+            # log1p(e) = 2 atanh(s), s = e / (2 + e) in (0, 1/3] for e = exp(-|x|) in (0, 1]; the odd series
+            # 2 s (1 + s^2/3 + ... + s^12/13) is within ~1e-7 relative there.
+            e = fast_exp(-abs(x))
+            s = e / (_TWO + e)
+            s2 = s * s
+            series = _ONE + s2 * (q1 + s2 * (q2 + s2 * (q3 + s2 * (q4 + s2 * (q5 + s2 * q6)))))
+            return max(x, _ZERO) + _TWO * s * series
 
-        return impl_f32
+        return softplus_f32
     if isinstance(x, types.Float):
-        return lambda x: -math.expm1(-x)
+        return lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x)))
     return None

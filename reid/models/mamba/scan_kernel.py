@@ -1,14 +1,17 @@
-"""Numba CPU kernels of Mamba's selective scan with its skip and gate fused in (forward and backward).
+"""Numba CPU kernels of Mamba's selective scan with softplus, skip and gate fused in (forward and backward).
 
-``h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t``, ``out_t = (C_t . h_t + D u_t) * silu(z_t)``.
-Layout is channels-last, as linear layers produce it: ``u, dt, z, out: [Bsz, L, D]``, ``At: [N, D]``
-(A transposed), ``Bm, Cm: [Bsz, L, N]``, ``Dv: [D]``. The ``[Bsz, L, D, N]`` states are never
-materialised: a work item owns one batch row and a block of ``dblk`` channels, keeps their ``[N, dblk]``
-state in a small local array and walks the sequence; the innermost loop runs over channels, so it
-vectorises without horizontal sums. The forward pass stores the state before every ``chunk`` steps
-(``ckpt: [Bsz, ceil(L / chunk), N, D]``); the backward pass walks the chunks in reverse, recomputes one
-chunk's states from its checkpoint into ``[chunk, N, dblk]`` scratch arrays and runs the adjoint
-recurrence ``g_t = C_t gy_t + exp(dt_{t+1} A) g_{t+1}``.
+``dt_t = softplus(delta_t + bias)``, ``h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t``,
+``out_t = (C_t . h_t + D u_t) * silu(z_t)``. Layout is channels-last, as linear layers produce it:
+``u, delta, z, out: [Bsz, L, D]``, ``At: [N, D]`` (A transposed), ``Bm, Cm: [Bsz, L, N]``,
+``Dv, bias: [D]``. The ``[Bsz, L, D, N]`` states are never materialised: a work item owns one batch row
+and a block of ``dblk`` channels, keeps their ``[N, dblk]`` state in a small local array and walks the
+sequence; the innermost loops run over channels, so they vectorise without horizontal sums. The forward
+pass stores the state before every ``chunk`` steps (``ckpt: [Bsz, ceil(L / chunk), N, D]``); the backward
+pass walks the chunks in reverse, recomputes one chunk's states from its checkpoint into
+``[chunk, N, dblk]`` scratch arrays and runs the adjoint recurrence ``g_t = C_t gy_t + exp(dt_{t+1} A) g_{t+1}``.
+
+All kernels are ``nogil`` loops over a range of independent work items (see ``kernel_io.run_items``);
+``error_model="numpy"`` keeps divisions free of Python's zero checks, so those loops vectorise too.
 """
 
 from __future__ import annotations
@@ -16,14 +19,27 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from reid.models.mamba.fast_math import fast_exp, fast_sigmoid, one_minus_exp_neg
+from reid.models.mamba.fast_math import fast_exp, fast_sigmoid, fast_softplus
 
 # Reassociation and contraction let LLVM vectorise and fuse; nothing is assumed about NaN or inf.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _forward_item(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, b, d0, nd):  # pragma: no cover - compiled
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _load_dt(delta, bias, softplus, b, t, d0, nd, dtt):  # pragma: no cover - compiled
+    """``dtt[:nd] = softplus(delta[b, t, d0:d0+nd] + bias[d0:d0+nd])`` (no softplus when ``softplus`` is off)."""
+    row = delta[b, t, d0 : d0 + nd]
+    bb = bias[d0 : d0 + nd]
+    if softplus:
+        for j in range(nd):
+            dtt[j] = fast_softplus(row[j] + bb[j])
+    else:
+        for j in range(nd):
+            dtt[j] = row[j] + bb[j]
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _forward_item(u, delta, bias, At, Bm, Cm, Dv, z, out, ckpt, softplus, chunk, b, d0, nd):  # pragma: no cover
     """One work item of :func:`scan_forward`: batch row ``b``, channels ``d0 .. d0 + nd``."""
     length = u.shape[1]
     nstate = At.shape[0]
@@ -39,7 +55,7 @@ def _forward_item(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, b, d0, nd):  # pra
         if save and t % chunk == 0:
             ckpt[b, t // chunk, :, d0 : d0 + nd] = h
         ut = u[b, t, d0 : d0 + nd]
-        dtt[:] = dt[b, t, d0 : d0 + nd]
+        _load_dt(delta, bias, softplus, b, t, d0, nd, dtt)
         for j in range(nd):
             du[j] = dtt[j] * ut[j]
             acc[j] = dv[j] * ut[j]
@@ -59,8 +75,8 @@ def _forward_item(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, b, d0, nd):  # pra
             row[:] = acc
 
 
-@njit(cache=True, nogil=True)
-def scan_forward(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, dblk, start, stop):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True, error_model="numpy")
+def scan_forward(u, delta, bias, At, Bm, Cm, Dv, z, out, ckpt, softplus, chunk, dblk, start, stop):  # pragma: no cover
     """Fill ``out`` for work items ``start .. stop`` of ``Bsz * ceil(D / dblk)`` (batch row, channel block).
 
     No gate when ``z.shape[0] == 0``; checkpoints are stored when ``ckpt.shape[0] > 0``.
@@ -69,12 +85,14 @@ def scan_forward(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, dblk, start, stop):
     nblk = (width + dblk - 1) // dblk
     for item in range(start, stop):
         d0 = (item % nblk) * dblk
-        _forward_item(u, dt, At, Bm, Cm, Dv, z, out, ckpt, chunk, item // nblk, d0, min(dblk, width - d0))
+        _forward_item(u, delta, bias, At, Bm, Cm, Dv, z, out, ckpt, softplus, chunk, item // nblk, d0,
+                      min(dblk, width - d0))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _backward_group(
-    u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups, gu, gdelta, gz, gA, gB, gC, gD, b, grp
+    u, delta, bias, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups,
+    gu, gdelta, gz, gA, gB, gC, gD, gbias, b, grp,
 ):  # pragma: no cover - compiled
     """One work item of :func:`scan_backward`: batch row ``b``, channel group ``grp`` (its blocks in turn)."""
     length, width = u.shape[1], u.shape[2]
@@ -82,15 +100,16 @@ def _backward_group(
     nblk = (width + dblk - 1) // dblk
     nchunks = (length + chunk - 1) // chunk
     gated = z.shape[0] > 0
-    hs = np.empty((chunk + 1, nstate, dblk), dtype=u.dtype)
-    aa = np.empty((chunk, nstate, dblk), dtype=u.dtype)
-    gys = np.empty((chunk, dblk), dtype=u.dtype)  # gradient of the pre-gate output
-    carry = np.empty((nstate, dblk), dtype=u.dtype)
+    hs = np.empty((chunk + 1, nstate, dblk), dtype=u.dtype)  # states h_{t0-1} .. h_{t1-1}
+    aa = np.empty((chunk, nstate, dblk), dtype=u.dtype)  # decays exp(dt_t A)
+    dts = np.empty((chunk, dblk), dtype=u.dtype)  # dt_t
+    gys = np.empty((chunk, dblk), dtype=u.dtype)  # gradient of the pre-gate output C_t . h_t + D u_t
+    carry = np.empty((nstate, dblk), dtype=u.dtype)  # exp(dt_{t+1} A) g_{t+1}
     gchunk = np.empty((nstate, dblk), dtype=u.dtype)
     gtotal = np.empty((nstate, dblk), dtype=np.float64)
     gdtotal = np.empty(dblk, dtype=np.float64)
+    gbtotal = np.empty(dblk, dtype=np.float64)
     du = np.empty(dblk, dtype=u.dtype)
-    dtt = np.empty(dblk, dtype=u.dtype)
     sig = np.empty(dblk, dtype=u.dtype)
     gdu = np.empty(dblk, dtype=u.dtype)
     gdtt = np.empty(dblk, dtype=u.dtype)
@@ -102,18 +121,21 @@ def _backward_group(
         nd = min(dblk, width - d0)
         ab = np.ascontiguousarray(At[:, d0 : d0 + nd])
         dv = np.ascontiguousarray(Dv[d0 : d0 + nd])
+        bb = bias[d0 : d0 + nd]
         carry[:, :nd] = 0
         gtotal[:, :nd] = 0
         gdtotal[:nd] = 0
+        gbtotal[:nd] = 0
         for k in range(nchunks - 1, -1, -1):
             t0 = k * chunk
             t1 = min(t0 + chunk, length)
             hs[0, :, :nd] = ckpt[b, k, :, d0 : d0 + nd]
-            for t in range(t0, t1):  # recompute states and decays; gradients that need no adjoint
+            for t in range(t0, t1):  # recompute states and decays; the gradients that need no adjoint
                 i = t - t0
                 ut = u[b, t, d0 : d0 + nd]
-                dtt[:nd] = dt[b, t, d0 : d0 + nd]
                 got = gout[b, t, d0 : d0 + nd]
+                dtt = dts[i]
+                _load_dt(delta, bias, softplus, b, t, d0, nd, dtt)
                 for j in range(nd):
                     du[j] = dtt[j] * ut[j]
                     acc[j] = dv[j] * ut[j]
@@ -146,7 +168,7 @@ def _backward_group(
             for t in range(t1 - 1, t0 - 1, -1):  # adjoint recurrence, backwards in time
                 i = t - t0
                 ut = u[b, t, d0 : d0 + nd]
-                dtt[:nd] = dt[b, t, d0 : d0 + nd]
+                dtt = dts[i]
                 for j in range(nd):
                     du[j] = dtt[j] * ut[j]
                     gdu[j] = 0
@@ -167,26 +189,31 @@ def _backward_group(
                     gB[b, grp, t, n] += sb
                 gut = gu[b, t, d0 : d0 + nd]
                 gdr = gdelta[b, t, d0 : d0 + nd]
+                row = delta[b, t, d0 : d0 + nd]
                 for j in range(nd):
                     gut[j] = gdu[j] * dtt[j] + gys[i, j] * dv[j]
                     gdt = gdtt[j] + gdu[j] * ut[j]
-                    gdr[j] = gdt * one_minus_exp_neg(dtt[j]) if softplus else gdt
+                    if softplus:  # d softplus(x) / dx = sigmoid(x)
+                        gdt = gdt * fast_sigmoid(row[j] + bb[j])
+                    gdr[j] = gdt
+                    gbtotal[j] += gdt
             gtotal[:, :nd] += gchunk[:, :nd]
         gA[b, :, d0 : d0 + nd] = gtotal[:, :nd]
         gD[b, d0 : d0 + nd] = gdtotal[:nd]
+        gbias[b, d0 : d0 + nd] = gbtotal[:nd]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def scan_backward(
-    u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups, gu, gdelta, gz, gA, gB, gC, gD, start, stop
+    u, delta, bias, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups,
+    gu, gdelta, gz, gA, gB, gC, gD, gbias, start, stop,
 ):  # pragma: no cover - compiled
     """Gradients of ``sum(gout * out)`` for work items ``start .. stop`` of ``Bsz * ngroups``.
 
-    Fills ``gu, gdelta, gz [Bsz, L, D]`` (``gdelta`` is with respect to the softplus input when
-    ``softplus``, using ``sigmoid(x) = 1 - exp(-softplus(x))``), per-row partials ``gA [Bsz, N, D]`` and
-    ``gD [Bsz, D]``, and per-channel-group partials ``gB, gC [Bsz, ngroups, L, N]`` (zero-initialised);
-    the caller sums the partials.
+    Fills ``gu, gdelta, gz [Bsz, L, D]`` (``gdelta`` is with respect to ``delta``, before the bias and
+    the softplus), per-row partials ``gA [Bsz, N, D]``, ``gD, gbias [Bsz, D]`` and per-channel-group
+    partials ``gB, gC [Bsz, ngroups, L, N]`` (zero-initialised); the caller sums the partials.
     """
     for item in range(start, stop):
-        _backward_group(u, dt, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups,
-                        gu, gdelta, gz, gA, gB, gC, gD, item // ngroups, item % ngroups)
+        _backward_group(u, delta, bias, At, Bm, Cm, Dv, z, ckpt, gout, softplus, chunk, dblk, ngroups,
+                        gu, gdelta, gz, gA, gB, gC, gD, gbias, item // ngroups, item % ngroups)
