@@ -33,12 +33,13 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _best_time(step, repeats: int) -> float:  # noqa: ANN001
-    best = float("inf")
+def _best_time(step, repeats: int) -> tuple[float, float]:  # noqa: ANN001
+    """Wall seconds and process CPU seconds (all threads) of the fastest of ``repeats`` runs."""
+    best = (float("inf"), float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         step()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (time.perf_counter() - start, time.process_time() - cpu))
     return best
 
 
@@ -75,8 +76,9 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
     index_step(warm)
     batch = inputs(image_len)
     base = _rss_mib()
-    result = {"fwd_s": _best_time(lambda: index_step(batch), args.repeats), "fwd_mib": _peak_mib() - base}
-    result["train_s"] = _best_time(lambda: train_step(batch), args.repeats)
+    result = dict(zip(("fwd_s", "fwd_cpu"), _best_time(lambda: index_step(batch), args.repeats), strict=True))
+    result["fwd_mib"] = _peak_mib() - base
+    result.update(zip(("train_s", "train_cpu"), _best_time(lambda: train_step(batch), args.repeats), strict=True))
     result["train_mib"] = _peak_mib() - base
     if args.stack:
         tokens = torch.randn(args.batch, args.length, args.width, requires_grad=True)
@@ -89,7 +91,7 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
             module.norm(x).square().mean().backward()
 
         module.train()
-        result["stack_s"] = _best_time(stack_step, args.repeats)
+        result["stack_s"] = _best_time(stack_step, args.repeats)[0]
     return result
 
 
@@ -103,10 +105,6 @@ def run_one(args: argparse.Namespace, kind: str, length: int) -> dict[str, float
     if done.returncode != 0:
         raise SystemExit(f"worker {kind} L={length} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds:8.2f}"
 
 
 def main() -> None:
@@ -131,27 +129,29 @@ def main() -> None:
 
     print(f"fusion benchmark: batch {args.batch}, width {args.width}, {args.layers} layers, image/text dim "
           f"{args.image_dim}/{args.text_dim}, {TEXT_TOKENS} text tokens, torch threads {torch.get_num_threads()}, "
-          f"best of {args.repeats}; times in s, memory = peak RSS delta in MiB")
+          f"best of {args.repeats}; M = mamba (CPU kernels), T = transformer; times are wall seconds, 'cpu T/M' "
+          f"the ratio of process CPU seconds (less sensitive to other load); memory = peak RSS delta in MiB")
     rows = []
     for length in args.lengths:
         mamba, transformer = run_one(args, "mamba", length), run_one(args, "transformer", length)
         rows.append((length, mamba, transformer))
         print(f"  measured L={length}: mamba {mamba}, transformer {transformer}", flush=True)
-    header = (f"{'L':>6} | {'train M':>8} {'train T':>8} {'T/M':>6} | {'fwd M':>8} {'fwd T':>8} {'T/M':>6} | "
-              f"{'MiB M':>7} {'MiB T':>7} | {'fwdMiB M':>8} {'fwdMiB T':>8}")
+    header = (f"{'L':>5} | {'train M':>7} {'train T':>7} {'T/M':>5} {'cpu T/M':>7} | {'fwd M':>6} {'fwd T':>6} "
+              f"{'T/M':>5} {'cpu T/M':>7} | {'MiB M':>6} {'MiB T':>6} | {'fwdMiB M':>8} {'fwdMiB T':>8}")
     if args.stack:
-        header += f" | {'stack M':>8} {'stack T':>8} {'T/M':>6}"
+        header += f" | {'stack M':>7} {'stack T':>7} {'T/M':>5}"
     print(header)
     print("-" * len(header))
     for length, m, t in rows:
-        line = (f"{length:>6} | {_fmt(m['train_s'])} {_fmt(t['train_s'])} {t['train_s'] / m['train_s']:6.2f} | "
-                f"{_fmt(m['fwd_s'])} {_fmt(t['fwd_s'])} {t['fwd_s'] / m['fwd_s']:6.2f} | "
-                f"{m['train_mib']:7.0f} {t['train_mib']:7.0f} | {m['fwd_mib']:8.0f} {t['fwd_mib']:8.0f}")
+        line = (f"{length:>5} | {m['train_s']:7.2f} {t['train_s']:7.2f} {t['train_s'] / m['train_s']:5.2f} "
+                f"{t['train_cpu'] / m['train_cpu']:7.2f} | {m['fwd_s']:6.2f} {t['fwd_s']:6.2f} "
+                f"{t['fwd_s'] / m['fwd_s']:5.2f} {t['fwd_cpu'] / m['fwd_cpu']:7.2f} | {m['train_mib']:6.0f} "
+                f"{t['train_mib']:6.0f} | {m['fwd_mib']:8.0f} {t['fwd_mib']:8.0f}")
         if args.stack:
-            line += f" | {_fmt(m['stack_s'])} {_fmt(t['stack_s'])} {t['stack_s'] / m['stack_s']:6.2f}"
+            line += f" | {m['stack_s']:7.2f} {t['stack_s']:7.2f} {t['stack_s'] / m['stack_s']:5.2f}"
         print(line)
     first, last = rows[0], rows[-1]
-    for key, label in (("train_s", "train"), ("fwd_s", "forward-only")):
+    for key, label in (("train_s", "train wall"), ("train_cpu", "train cpu"), ("fwd_s", "forward-only wall")):
         growth_m = last[1][key] / first[1][key]
         growth_t = last[2][key] / first[2][key]
         print(f"growth t({last[0]})/t({first[0]}) {label}: mamba {growth_m:.1f}, transformer {growth_t:.1f}")

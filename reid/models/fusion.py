@@ -1,11 +1,14 @@
 """Token-level fusion of gated identity tokens with identity-description tokens (paper 3.4, DESIGN 3.3).
 
-Alignment MLPs map both token sequences to ``width``; a softmax modality gate over their masked-mean
-pooled features gives ``w_img + w_txt = 1``; the sequence ``[w_img * image tokens ; w_txt * text tokens]``
-(real text tokens first, padding last) passes ``layers`` residual layers ``x + Layer(Norm(x))``; a final
-norm, masked mean pooling and a projection give the gallery embedding. Layer kinds are the paper's
-table-2 rows: ``mamba`` (a Mamba mixer), ``transformer`` (an encoder layer of equal width and depth),
-``mlp`` (per-token, no sequence mixing) and ``none`` (image tokens only, no fusion layers).
+Paper 3.4: MLPs align ``f_id^gate`` and ``f_id^t`` to ``f_img``, ``f_txt``;
+``g_fus = Softmax(W_f [f_img; f_txt])`` gives ``w_img + w_txt = 1``; ``f_fusion = w_img f_img + w_txt f_txt``;
+``f^(l+1) = Mamba(f^(l)) + f^(l)``; a projection gives ``f_final [B, D_out]``. Here both features stay token
+sequences: the gate reads their masked-mean-pooled aligned features, the fused input is the sequence
+``[w_img * image tokens ; w_txt * text tokens]`` (real text tokens first, padding last), every layer is
+pre-norm ``x + Layer(Norm(x))``, and a final norm, masked mean pooling and the projection give the
+gallery embedding. Layer kinds are the paper's table-2 rows: ``mamba`` (a Mamba mixer), ``transformer`` (an
+encoder layer of equal width and depth), ``mlp`` (per token, no sequence mixing: "w/o Mamba") and ``none``
+(image tokens only, no layers: "baseline w/o fusion").
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class _Residual(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        # The mask is not needed: a Mamba mixer is causal and padding comes last, so padding never reaches a
+        # real token (and the "mlp" layer works per token); pooling drops the padded positions.
         return x + self.dropout(self.layer(self.norm(x)))
 
 
@@ -152,7 +157,7 @@ class FusionModule(nn.Module):
         image_mask = torch.ones(nbatch, length, dtype=torch.bool, device=image.device)
         ones = image.new_ones(nbatch)
         if self.text_align is None or text_tokens is None:
-            w_img, w_txt, sequence, mask = ones, ones * 0, image, image_mask
+            w_img, w_txt, sequence, mask = ones, torch.zeros_like(ones), image, image_mask
         else:
             text_mask = (torch.ones(text_tokens.shape[:2], dtype=torch.bool, device=image.device)
                          if text_mask is None else text_mask.to(device=image.device, dtype=torch.bool))

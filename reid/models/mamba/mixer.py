@@ -79,7 +79,8 @@ class MambaMixerLayer(MambaMixer):
         time_step, B, C = torch.split(
             self.x_proj(x), [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], dim=-1
         )
-        delta = F.linear(time_step, self.dt_proj.weight, self.dt_proj.bias)  # dt_proj's bias = delta_bias
+        delta = F.linear(time_step, self.dt_proj.weight)
         A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, delta, A, B, C, D=self.D.float(), z=gate, delta_softplus=True)
+        y = selective_scan(x, delta, A, B, C, D=self.D.float(), z=gate, delta_bias=self.dt_proj.bias.float(),
+                           delta_softplus=True)
         return self.out_proj(y.to(dtype))
