@@ -23,7 +23,7 @@ from reid.distributed.tune_stages import upstream_stages
 from reid.distributed.tune_summary import COMPLETED, ERROR, STOPPED, TrialRow, sort_rows, to_markdown, write_summary
 from reid.distributed.tune_trial import EPOCHS_DONE, ChildRunCallback, TrialSetup, close_child_run, train_trial
 from reid.search_space import VARIANT, Distribution, SearchSpace, SpaceError, validate_space
-from reid.storage import Location, exists, read_json, resolve, write_json
+from reid.storage import Location, exists, read_json, resolve, write_bytes, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ def run_search(config: Config, space: SearchSpace, num_samples: int | None = Non
     best = with_overrides(config, overrides) if overrides is not None else None
     outcome = SearchOutcome(root.uri, metric, space.searched_keys(), rows, best, overrides, setup.parent_run_id,
                             time.perf_counter() - started)
-    if setup.parent_run_id:
-        _report_parent(outcome, space, state["tracking_uri"])
+    _publish_summary(outcome, space, root, state.get("tracking_uri"))
     logger.info("search %s: %d trials in %.1f s\n%s", root.uri, len(rows), outcome.wall_s, outcome.table())
     return outcome
 
@@ -268,14 +267,23 @@ def _best_overrides(space: SearchSpace, rows: list[TrialRow]) -> dict[str, Any] 
     return space.trial_overrides(rows[0].params)
 
 
-def _report_parent(outcome: SearchOutcome, space: SearchSpace, uri: str) -> None:
-    """The parent run gets the summary table (CSV, Markdown), the best config, the plot, and the best value."""
-    parent = RunTracker(uri, outcome.parent_run_id or "")
+def _publish_summary(outcome: SearchOutcome, space: SearchSpace, root: Location, tracking: str | None) -> None:
+    """The summary files (table as CSV and Markdown, best config and overrides, plot) go to
+    ``<search>/summary/`` on storage and, with tracking, onto the parent run."""
     log_keys = [k for k, d in space.params.items() if d.kind == "loguniform"]
     best_yaml = safe_config_yaml(outcome.best_config) if outcome.best_config is not None else None
     with tempfile.TemporaryDirectory(prefix="reid-tune-") as tmp:
-        write_summary(tmp, outcome.rows, outcome.keys, outcome.metric, best_yaml, outcome.best_overrides, log_keys)
-        parent.log_artifacts(tmp, "summary")
+        files = write_summary(tmp, outcome.rows, outcome.keys, outcome.metric, best_yaml, outcome.best_overrides,
+                              log_keys)
+        for file in files:
+            write_bytes(root.join("summary", file.name), file.read_bytes())
+        if outcome.parent_run_id and tracking:
+            _report_parent(outcome, RunTracker(tracking, outcome.parent_run_id), tmp)
+
+
+def _report_parent(outcome: SearchOutcome, parent: RunTracker, summary_dir: str) -> None:
+    """The parent run gets the summary files, the best value and trial, and ends."""
+    parent.log_artifacts(summary_dir, "summary")
     stopped = sum(r.status == STOPPED for r in outcome.rows)
     tags = {"tune.trials": str(len(outcome.rows)), "tune.stopped_early": str(stopped),
             "tune.search_uri": outcome.search_uri}

@@ -84,6 +84,8 @@ def test_asha_search_stops_a_trial_and_tracks_parent_and_children(ray_tune: None
     assert [t["trial_id"] for t in table] == [r.trial_id for r in rows]
     assert [t["status"] for t in table] == [r.status for r in rows]
     assert (files / "params_vs_metric.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stored = Path(outcome.search_uri) / "summary"  # the same files on the search's storage
+    assert (stored / "summary.csv").read_text() == (files / "summary.csv").read_text()
     best_lr = float(by_trial[rows[0].trial_id].data.params["optim.lr"])
     assert yaml.safe_load((files / "best_config.yaml").read_text())["optim"]["lr"] == best_lr
     overrides = yaml.safe_load((files / "best_overrides.yaml").read_text())
