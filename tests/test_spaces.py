@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,20 @@ def test_fingerprint_follows_content_not_layout() -> None:
     b = parse_space({"description": "y", "params": {"optim.lr": {"choice": [1e-4, 1e-3]}}}, "b.yaml")
     c = parse_space({"params": {"optim.lr": {"choice": [1e-4, 2e-3]}}}, "c.yaml")
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_spaces_and_the_tune_command_load_without_ray_or_mlflow() -> None:
+    """Parsing and checking a space (and building ``reid tune``'s parser) stays on the Ray-free side."""
+    code = "\n".join([
+        "import sys",
+        "from reid.config import load_config",
+        "from reid.search_space import load_space, validate_space",
+        "from reid.cli.main import build_parser",
+        f"validate_space(load_space({str(SPACES[0])!r}), load_config('pkg://tiny'))",
+        "args = build_parser().parse_args(['tune', '--space', 'x.yaml', '--num-samples', '3', '--resume'])",
+        "assert (args.space, args.num_samples, args.resume, args.data_source) == ('x.yaml', 3, True, 'ray')",
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow'))",
+        "assert not bad, bad[:5]",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -42,9 +42,13 @@ def _header(keys: Sequence[str], metric: str) -> list[str]:
     return ["rank", "trial_id", *keys, metric, "epochs", "status", "mlflow_run_id"]
 
 
-def _cells(rank: int, row: TrialRow, keys: Sequence[str]) -> list[str]:
-    metric = "" if row.metric is None else format_value(row.metric)
-    values = [format_value(row.params.get(k, "")) for k in keys]
+def _cells(rank: int, row: TrialRow, keys: Sequence[str], exact: bool = False) -> list[str]:
+    """Table cells; ``exact`` keeps full float precision (CSV), else 4 significant digits (Markdown)."""
+    def fmt(value: Any) -> str:
+        return repr(value) if exact and isinstance(value, float) else format_value(value)
+
+    metric = "" if row.metric is None else fmt(row.metric)
+    values = [fmt(row.params.get(k, "")) for k in keys]
     return [str(rank), row.trial_id, *values, metric, str(row.epochs), row.status, row.run_id or ""]
 
 
@@ -60,12 +64,12 @@ def format_value(value: Any) -> str:
 
 
 def to_csv(rows: Sequence[TrialRow], keys: Sequence[str], metric: str) -> str:
-    """The sorted rows as CSV (``rows`` already in rank order)."""
+    """The sorted rows as CSV (``rows`` already in rank order), floats at full precision."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(_header(keys, metric))
     for rank, row in enumerate(rows, 1):
-        writer.writerow(_cells(rank, row, keys))
+        writer.writerow(_cells(rank, row, keys, exact=True))
     return out.getvalue()
 
 

@@ -130,10 +130,13 @@ def test_summary_sorts_by_the_metric_and_writes_every_file(tmp_path: Path) -> No
     rows, keys = sort_rows(ROWS, "max"), ["variant", "optim.lr"]
     table = list(csv.DictReader(io.StringIO(to_csv(rows, keys, "val/R1"))))
     assert [(t["rank"], t["trial_id"], t["val/R1"], t["status"]) for t in table] == [
-        ("1", "t3", "31.25", "completed"), ("2", "t1", "20", "completed"), ("3", "t4", "12.5", "stopped early"),
+        ("1", "t3", "31.25", "completed"), ("2", "t1", "20.0", "completed"), ("3", "t4", "12.5", "stopped early"),
         ("4", "t2", "", "error")]
     assert table[0]["optim.lr"] == "2e-05" and table[0]["mlflow_run_id"] == "r3"
+    exact = TrialRow("t5", {"optim.lr": 1 / 3}, 100 / 7, 1, "completed")
+    assert [c["val/R1"] for c in csv.DictReader(io.StringIO(to_csv([exact], keys, "val/R1")))] == [repr(100 / 7)]
     markdown = to_markdown(rows, keys, "val/R1").splitlines()
+    assert "| 1 | t3 | a\\|x | 2e-05 | 31.25 | 2 | completed | r3 |" == markdown[2]
     assert markdown[0] == "| rank | trial_id | variant | optim.lr | val/R1 | epochs | status | mlflow_run_id |"
     assert "a\\|x" in markdown[2] and len(markdown) == 6
     files = write_summary(tmp_path, rows, keys, "val/R1", "optim:\n  lr: 2.0e-05\n", {"optim.lr": 2e-5},
