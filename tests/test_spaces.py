@@ -14,6 +14,7 @@ from reid.config.loader import with_overrides
 from reid.search_space import SpaceError, load_space, parse_space, validate_space
 
 SPACES = sorted((Path(__file__).parents[1] / "tune_spaces").glob("*.yaml"))
+PAPER_CONFIG = Path(__file__).parents[1] / "jobs" / "configs" / "cuhk-pedes.yaml"
 TABLES = {"table1_bdam": 5, "table2_fusion": 5, "table3_losses": 6, "table4_clustering": 7}
 
 
@@ -31,6 +32,7 @@ def test_the_documented_spaces_are_shipped() -> None:
 def test_every_shipped_space_resolves_against_the_schema(path: Path, base: Config) -> None:
     space = load_space(path)
     validate_space(space, base)
+    validate_space(space, load_config(str(PAPER_CONFIG)))  # the paper's CUHK-PEDES settings too
     assert space.description
     for name in space.variants:  # each paper-table row builds a valid config that differs from the base
         overrides = space.trial_overrides({"variant": name})
