@@ -21,9 +21,10 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/reid demo
 
+# Ray workers and the test process share 2 cores: passive OpenMP waiting keeps torch threads from spinning.
 test: setup
 	$(VENV)/bin/ruff check reid jobs tests
-	$(VENV)/bin/pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check reid jobs tests
