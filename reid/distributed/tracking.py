@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 REDACTED = "<redacted>"
 SECRET_NAME = re.compile(r"secret|passw|token|api[_-]?key|access[_-]?key|credential|private|auth", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
+EPOCH_MARKER = "step"  # a metric every epoch of the training loop logs (optimiser steps so far)
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -98,6 +99,11 @@ class RunTracker:
         rows = [Metric(_key(k), float(v), now, epoch) for k, v in metrics.items() if _is_number(v)]
         for start in range(0, len(rows), 500):
             self.client.log_batch(self.run_id, metrics=rows[start:start + 500])
+
+    def last_epoch(self) -> int | None:
+        """The newest epoch :meth:`log_epoch` wrote (its ``step`` metric), or None."""
+        history = self.client.get_metric_history(self.run_id, EPOCH_MARKER)
+        return max(m.step for m in history) if history else None
 
     def log_metrics(self, metrics: Mapping[str, float], prefix: str = "") -> None:
         self.log_epoch({f"{prefix}{k}": v for k, v in metrics.items()}, 0)

@@ -18,11 +18,19 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
-from reid.distributed.data_pipeline import iter_pk_batches, train_batches
+from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker
 from reid.storage import exists, list_files, read_json, resolve, write_json
-from reid.training.batches import Batch, InMemoryBatches, shard_identities, steps_per_epoch, take_rank
+from reid.training.batches import (
+    Batch,
+    InMemoryBatches,
+    epoch_passes,
+    shard_identities,
+    steps_per_epoch,
+    steps_per_pass,
+    take_rank,
+)
 from reid.training.loop import train_loop
 from reid.training.setup import build_parts, load_training_descriptions
 
@@ -74,15 +82,21 @@ class RayTrainContext:
 
 
 class RayDataBatches:
-    """This rank's share of the Ray Data pipeline's P x K batches (every world_size-th, in order)."""
+    """This rank's share of the Ray Data pipeline's P x K batches (every world_size-th, in order).
 
-    def __init__(self, config: Config, descriptions: Mapping[str, Any], rank: int, world: int, steps: int) -> None:
+    An epoch of ``steps`` steps streams the passes of :func:`epoch_passes` (one Ray Data execution).
+    """
+
+    def __init__(self, config: Config, descriptions: Mapping[str, Any], rank: int, world: int, steps: int,
+                 per_pass: int | None = None) -> None:
         self.config, self.descriptions, self.rank, self.world, self.steps = config, descriptions, rank, world, steps
+        self.per_pass = per_pass or steps
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         ray.data.DataContext.get_current().enable_progress_bars = False
 
     def batches(self, epoch: int) -> Any:
-        ds = train_batches(self.config.data, self.config.seed, epoch, self.descriptions, self.config.storage)
+        passes = list(epoch_passes(epoch, self.steps, self.per_pass))
+        ds = train_stream(self.config.data, self.config.seed, passes, self.descriptions, self.config.storage)
         stream = (b for b in iter_pk_batches(ds, self.config.data) if _non_empty(b))
         return take_rank(stream, self.rank, self.world, self.steps)
 
@@ -101,9 +115,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     steps = loop_config["steps"]
     if loop_config.get("data") == "memory":
         data: Any = InMemoryBatches(config.data, config.seed, descriptions, config.storage, rank=context.world_rank,
-                                    world_size=context.world_size, limit=config.train.steps_per_epoch)
+                                    world_size=context.world_size, steps=steps)
     else:
-        data = RayDataBatches(config, descriptions, context.world_rank, context.world_size, steps)
+        data = RayDataBatches(config, descriptions, context.world_rank, context.world_size, steps,
+                              loop_config.get("per_pass"))
     parts = build_parts(config, context, data, steps, loop_config["best_uri"])
     if context.world_rank == 0 and loop_config.get("mlflow_run_id"):
         parts.tracker = RunTracker(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
@@ -111,7 +126,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     if context.world_rank == 0:
         payload = {"best_uri": result.best_uri if result.state.best_epoch is not None else None,
                    "best_epoch": result.state.best_epoch, "val": result.val_metrics, "test": result.test_metrics,
-                   "finished": result.finished, "history": result.state.history}
+                   "finished": result.finished, "history": result.state.history,
+                   "started_at_epoch": result.started_at_epoch}
         write_json(resolve(loop_config["run_uri"], config.storage).join(RESULT_FILE), payload)
 
 
@@ -142,6 +158,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     steps = steps_per_epoch(shards, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)
     loop_config = {
         "config_yaml": dump_config(config), "steps": steps, "data": data, "run_uri": run.uri,
+        "per_pass": steps_per_pass(shards, config.data.batch.p, config.train.workers),
         "best_uri": f"{run.uri}/best", "mlflow_uri": mlflow.uri if mlflow else None,
         "mlflow_run_id": mlflow.run_id if mlflow else None,
     }

@@ -36,16 +36,36 @@ def shard_identities(uri: str, split: str, storage: StorageConfig | None = None)
     return [pq.ParquetFile(f, filesystem=root.filesystem).metadata.num_rows for f in files]
 
 
-def steps_per_epoch(shards: list[int], p: int, world_size: int, limit: int | None = None) -> int:
-    """Optimiser steps per epoch and rank: ``floor(sum_s floor(n_s / P) / world_size)``, capped by ``limit``.
+def steps_per_pass(shards: list[int], p: int, world_size: int) -> int:
+    """Optimiser steps of one pass over the training identities, per rank: ``floor(sum_s floor(n_s / P) / W)``.
 
-    The Ray Data pipeline cuts groups of P inside each shard, so that sum is the batches of one epoch.
+    The Ray Data pipeline cuts groups of P inside each shard, so that sum is the batches of one pass.
     """
     steps = sum(n // p for n in shards) // world_size
     if steps < 1:
         raise ValueError(f"training shards of {shards} identities give no full batch of P={p} for each of "
                          f"{world_size} workers; lower data.batch.p or train.workers")
-    return min(steps, limit) if limit else steps
+    return steps
+
+
+def steps_per_epoch(shards: list[int], p: int, world_size: int, requested: int | None = None) -> int:
+    """Optimiser steps per epoch and rank: ``requested`` (``train.steps_per_epoch``) or one pass.
+
+    Raises when the shards give no full batch per rank. More steps than one pass continue with the
+    next reshuffled passes (see :func:`epoch_passes`).
+    """
+    one_pass = steps_per_pass(shards, p, world_size)
+    return int(requested) if requested else one_pass
+
+
+def epoch_passes(epoch: int, steps: int, per_pass: int) -> range:
+    """The pass indices (shuffle seeds) that feed ``epoch`` when an epoch is ``steps`` steps of passes of
+    ``per_pass`` steps: ``ceil(steps / per_pass)`` consecutive passes, disjoint between epochs.
+
+    One pass per epoch (``steps <= per_pass``) gives pass ``epoch``, the one-pass-per-epoch rule.
+    """
+    count = -(-steps // per_pass)
+    return range(epoch * count, (epoch + 1) * count)
 
 
 def take_rank(batches: Iterable[Batch], rank: int, world_size: int, steps: int) -> Iterator[Batch]:
@@ -66,12 +86,16 @@ def take_rank(batches: Iterable[Batch], rank: int, world_size: int, steps: int) 
 
 
 class InMemoryBatches:
-    """The training split held in memory; each epoch shuffles identities by ``(seed, epoch)`` and cuts
-    groups of P, each turned into one P x K batch by :class:`PKBatchBuilder` (as the Ray Data pipeline)."""
+    """The training split held in memory; each pass shuffles identities by ``(seed, pass)`` and cuts
+    groups of P, each turned into one P x K batch by :class:`PKBatchBuilder` (as the Ray Data pipeline).
+
+    An epoch is ``steps`` batches per rank (default: one pass); longer epochs chain the passes of
+    :func:`epoch_passes`.
+    """
 
     def __init__(self, cfg: DataConfig, seed: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
                  storage: StorageConfig | None = None, split: str = "train", rank: int = 0, world_size: int = 1,
-                 limit: int | None = None) -> None:
+                 steps: int | None = None) -> None:
         root = resolve(cfg.uri, storage).join("identities", split)
         files = list_files(root, ".parquet")
         if not files:
@@ -81,17 +105,23 @@ class InMemoryBatches:
         self.rows = [row for table in tables for row in table.to_pylist()]
         self.cfg, self.seed, self.descriptions = cfg, seed, dict(descriptions or {})
         self.rank, self.world_size = rank, world_size
-        self.steps = steps_per_epoch([t.num_rows for t in tables], cfg.batch.p, world_size, limit)
+        shards = [t.num_rows for t in tables]
+        self.per_pass = steps_per_pass(shards, cfg.batch.p, world_size)
+        self.steps = steps_per_epoch(shards, cfg.batch.p, world_size, steps)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        seed = epoch_seed(self.seed, epoch)
+        passes = epoch_passes(epoch, self.steps, self.per_pass)
+        built = (batch for index in passes for batch in self._pass(index))
+        return take_rank(built, self.rank, self.world_size, self.steps)
+
+    def _pass(self, index: int) -> Iterator[Batch]:
+        seed = epoch_seed(self.seed, index)
         order = np.random.default_rng(seed).permutation(len(self.rows))
         p = self.cfg.batch.p
         builder = PKBatchBuilder(p, self.cfg.batch.k, tuple(self.cfg.image_size), self.cfg.augment,
                                  self.cfg.tokenizer, self.cfg.max_text_length, self.descriptions, seed)
-        groups = (order[i:i + p] for i in range(0, len(order) - p + 1, p))
-        built = (builder(self._block(group)) for group in groups)
-        return take_rank(built, self.rank, self.world_size, self.steps)
+        for start in range(0, len(order) - p + 1, p):
+            yield builder(self._block(order[start:start + p]))
 
     def _block(self, group: np.ndarray) -> dict[str, np.ndarray]:
         rows = [self.rows[i] for i in group]

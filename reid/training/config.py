@@ -36,8 +36,11 @@ class TrainConfig:
     ``torch`` is a plain optimiser whose gradients are averaged over workers before each step.
     The run's checkpoints live under ``<storage_uri>/<name>``; the best inference checkpoint (chosen on
     the validation split by ``eval.select_metric``) under ``<storage_uri>/<name>/best``.
-    ``stop_after_epochs`` ends a run early while keeping the schedule of ``epochs`` (an interruption
-    that ``--resume`` continues). ``deterministic`` asks torch for deterministic kernels.
+    ``steps_per_epoch`` is the optimiser steps of an epoch on each worker (null: one pass over the training
+    identities, ``floor(batches / workers)``); more than one pass continues with the next reshuffled passes,
+    so small datasets get enough steps between checkpoints and validations. ``stop_after_epochs`` ends a
+    run early while keeping the schedule of ``epochs`` (an interruption that ``--resume`` continues).
+    ``deterministic`` asks torch for deterministic kernels.
     """
 
     epochs: int = 10

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -13,7 +12,10 @@ CHECKPOINT_TAG = "state"
 
 
 def deepspeed_config(micro_batch: int, zero_stage: int, precision: str, grad_clip: float) -> dict[str, Any]:
-    """The DeepSpeed JSON config for one micro-batch per step (no gradient accumulation)."""
+    """The DeepSpeed JSON config for one micro-batch per step (no gradient accumulation).
+
+    ``grad_clip`` is the max global gradient norm (``optim.grad_clip``); 0 disables clipping.
+    """
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": int(micro_batch),
         "gradient_accumulation_steps": 1,
@@ -22,9 +24,8 @@ def deepspeed_config(micro_batch: int, zero_stage: int, precision: str, grad_cli
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 1_000_000_000,
         "wall_clock_breakdown": False,
+        "gradient_clipping": float(grad_clip),  # DeepSpeed's own default clips at 1.0; 0 disables it
     }
-    if grad_clip > 0:
-        config["gradient_clipping"] = float(grad_clip)
     return config
 
 
@@ -46,25 +47,9 @@ class DeepSpeedEngine:
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return self.engine(batch)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.engine.backward(loss)
-
-    @contextmanager
-    def side_gradients(self) -> Iterator[None]:
-        """Run ``torch.autograd.grad`` calls (GradNorm's per-task norms) without DeepSpeed's post-backward hook.
-
-        DeepSpeed (>= 0.18, ZeRO 1/2) runs its gradient all-reduce epilogue after *any* backward pass not
-        started by ``engine.backward``; flagging one as running makes that hook a no-op.
-        """
-        flag = getattr(self.engine, "_running_engine_backward", None)
-        if flag is None:
-            yield
-            return
-        self.engine._running_engine_backward = True
-        try:
-            yield
-        finally:
-            self.engine._running_engine_backward = flag
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """``engine.backward``; ``retain_graph`` keeps the graph for GradNorm's per-task norms after it."""
+        self.engine.backward(loss, retain_graph=retain_graph)
 
     def step(self) -> None:
         self.engine.step()

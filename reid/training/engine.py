@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import torch
@@ -21,9 +20,7 @@ class Engine(Protocol):
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def backward(self, loss: torch.Tensor) -> None: ...
-
-    def side_gradients(self) -> AbstractContextManager[None]: ...
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None: ...
 
     def step(self) -> None: ...
 
@@ -47,12 +44,9 @@ class TorchEngine:
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return self.module(batch)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
-
-    def side_gradients(self) -> AbstractContextManager[None]:
-        """Context for extra ``torch.autograd.grad`` passes (nothing to switch off here)."""
-        return nullcontext()
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """Gradients of ``loss``; ``retain_graph`` keeps the graph for GradNorm's per-task norms."""
+        loss.backward(retain_graph=retain_graph)
 
     def step(self) -> None:
         """Average gradients over ranks, clip, step the optimiser and the scheduler, clear gradients."""

@@ -29,9 +29,15 @@ RNG_FILE = "rng-rank{rank}.pt"
 
 
 class Tracker(Protocol):
-    """Receives each epoch's metrics on rank 0 (e.g. MLflow)."""
+    """Receives each epoch's metrics on rank 0 (e.g. MLflow).
+
+    ``last_epoch()`` is the newest epoch already logged (None: none), so that a restarted run logs every
+    epoch exactly once.
+    """
 
     def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None: ...
+
+    def last_epoch(self) -> int | None: ...
 
 
 @dataclass
@@ -51,13 +57,15 @@ class LoopState:
 
 @dataclass
 class TrainResult:
-    """What a finished (or stopped) run gives back; metrics in percent."""
+    """What a finished (or stopped) run gives back; metrics in percent. ``started_at_epoch`` is the epoch
+    this process began with (> 0 after a resume or a restart from a checkpoint)."""
 
     state: LoopState
     best_uri: str | None
     val_metrics: dict[str, float]
     test_metrics: dict[str, float]
     finished: bool
+    started_at_epoch: int = 0
 
 
 @dataclass
@@ -84,10 +92,15 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
     ``train.val_every`` epochs, keep the best on ``eval.select_metric`` of the validation split, checkpoint
     every epoch, and finally score the best model on the test split.
 
-    Per step: forward, :func:`compute_losses`, ``balancer.balance`` (eqs. 5-6) -> ``engine.backward`` ->
-    ``engine.step`` (optimiser + cosine/warm-up schedule).
+    Per step: forward, :func:`compute_losses`, ``balancer.weighted_loss`` (first term of eq. 6) ->
+    ``engine.backward`` (graph retained when GradNorm updates) -> ``balancer.update`` (eq. 5, per-task
+    gradient norms on the shared layer, weights as before the update) -> ``engine.step`` (optimiser +
+    cosine/warm-up schedule). DeepSpeed needs this order: its backward bookkeeping starts at the first
+    traversal of the forward's outputs, so GradNorm's ``autograd.grad`` calls come after ``engine.backward``.
     """
-    state = _restore(context, parts)
+    state, restored_metrics = _restore(context, parts)
+    logged = _catch_up_tracking(context, parts, state, restored_metrics)
+    started_at = state.epoch
     stop_at = config.train.stop_after_epochs or config.train.epochs
     finished = True
     while state.epoch < config.train.epochs:
@@ -99,7 +112,7 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
             metrics.update(_validate(config, context, parts, state))
         state.epoch += 1
         _checkpoint(context, parts, state, metrics)
-        if context.world_rank == 0 and parts.tracker is not None:
+        if context.world_rank == 0 and parts.tracker is not None and (logged is None or state.epoch - 1 > logged):
             parts.tracker.log_epoch(metrics, state.epoch - 1)
     val, test = {}, {}
     if state.history and state.best_epoch is not None:
@@ -107,7 +120,8 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
     if finished and context.world_rank == 0 and parts.validate is not None and parts.load_best is not None:
         test = parts.validate(parts.load_best(), config.data.test_split)
         logger.info("test (best epoch %s): %s", state.best_epoch, test)
-    return TrainResult(state, parts.best_uri, {k: v for k, v in val.items() if k != "epoch"}, test, finished)
+    return TrainResult(state, parts.best_uri, {k: v for k, v in val.items() if k != "epoch"}, test, finished,
+                       started_at)
 
 
 def _validation_due(config: Config, epoch: int) -> bool:
@@ -125,9 +139,9 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
         tensors = to_tensors(batch, context.device)
         outputs = parts.engine.forward(tensors)
         losses = compute_losses(outputs, tensors, config.loss)
-        with parts.engine.side_gradients():
-            total = parts.balancer.balance(losses, model.shared_parameters())
-        parts.engine.backward(total)
+        total = parts.balancer.weighted_loss(losses)
+        parts.engine.backward(total, retain_graph=parts.balancer.will_update())
+        parts.balancer.update(losses, model.shared_parameters())
         parts.engine.step()
         for name, value in {**losses, "total": total}.items():
             sums[f"loss/{name}"] += float(value.detach())
@@ -170,17 +184,32 @@ def _validate(config: Config, context: TrainContext, parts: LoopParts, state: Lo
 def _checkpoint(context: TrainContext, parts: LoopParts, state: LoopState, metrics: dict[str, float]) -> None:
     """Every rank saves its part (engine state, RNG) into one directory, then reports it with the metrics."""
     with tempfile.TemporaryDirectory(prefix="reid-ckpt-") as directory:
-        client = {"loop": state.to_dict(), "balancer": parts.balancer.state_dict()}
+        client = {"loop": state.to_dict(), "balancer": parts.balancer.state_dict(), "metrics": dict(metrics)}
         parts.engine.save(directory, client)
         torch.save(_rng_state(), os.path.join(directory, RNG_FILE.format(rank=context.world_rank)))
         context.report({**metrics, "epoch": state.epoch - 1}, directory)
 
 
-def _restore(context: TrainContext, parts: LoopParts) -> LoopState:
-    """The loop state of the context's checkpoint (engine, balancer and RNG restored), or a fresh one."""
+def _catch_up_tracking(context: TrainContext, parts: LoopParts, state: LoopState,
+                       metrics: dict[str, float] | None) -> int | None:
+    """Rank 0 after a restart: log the restored epoch's metrics if the run died between its checkpoint and
+    its log line; returns the newest logged epoch (later epochs at or below it are not logged again)."""
+    if context.world_rank != 0 or parts.tracker is None:
+        return None
+    logged = parts.tracker.last_epoch()
+    if state.epoch > 0 and metrics and (logged is None or logged < state.epoch - 1):
+        logger.info("logging epoch %d again: the run stopped before it reached the tracker", state.epoch - 1)
+        parts.tracker.log_epoch(metrics, state.epoch - 1)
+        logged = state.epoch - 1
+    return logged
+
+
+def _restore(context: TrainContext, parts: LoopParts) -> tuple[LoopState, dict[str, float] | None]:
+    """The loop state of the context's checkpoint (engine, balancer and RNG restored) and the metrics of
+    its epoch, or a fresh state."""
     directory = context.restored_checkpoint()
     if directory is None:
-        return LoopState()
+        return LoopState(), None
     client = parts.engine.load(directory)
     parts.balancer.load_state_dict(client["balancer"])
     rng_file = os.path.join(directory, RNG_FILE.format(rank=context.world_rank))
@@ -192,7 +221,7 @@ def _restore(context: TrainContext, parts: LoopParts) -> LoopState:
     state = LoopState(int(loop["epoch"]), int(loop["step"]), [dict(h) for h in loop["history"]],
                       loop["best_epoch"], loop["best_score"])
     logger.info("resumed from %s at epoch %d, step %d", directory, state.epoch, state.step)
-    return state
+    return state, client.get("metrics")
 
 
 def _rng_state() -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from reid.losses.objective import enabled_terms
 from reid.training.batches import BatchSource, InMemoryBatches, shard_identities, steps_per_epoch
 from reid.training.context import LocalContext, TrainContext
 from reid.training.engine import Engine, TorchEngine
-from reid.training.loop import LoopParts, TrainResult, train_loop
+from reid.training.loop import LoopParts, Tracker, TrainResult, train_loop
 from reid.training.schedule import build_scheduler
 from reid.training.validation import SplitValidator
 
@@ -65,7 +65,8 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
     model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).to(context.device)
     torch.manual_seed(config.seed * 1_000 + 1 + context.world_rank)  # per-rank dropout streams
     engine = build_engine(config, model, steps, context.world_size)
-    balancer = build_balancer(config.gradnorm, enabled_terms(config.loss, bdam=config.model.bdam.enabled))
+    balancer = build_balancer(config.gradnorm, enabled_terms(config.loss, bdam=config.model.bdam.enabled,
+                                                                gate=config.model.bdam.gate))
     balancer.to(context.device)
     parts = LoopParts(engine, balancer, data, steps, best_uri=best_uri)
     if context.world_rank == 0 and validate:
@@ -89,10 +90,11 @@ def load_training_descriptions(config: Config) -> dict[str, dict]:
     return descriptions
 
 
-def train_local(config: Config, root: str | Path, resume: bool = False) -> tuple[TrainResult, LocalContext]:
+def train_local(config: Config, root: str | Path, resume: bool = False,
+                tracker: Tracker | None = None) -> tuple[TrainResult, LocalContext]:
     """Train in this process without Ray: checkpoints under ``root/epoch-NNNN``, best model under ``root/best``.
 
-    ``resume`` continues from the newest checkpoint under ``root``.
+    ``resume`` continues from the newest checkpoint under ``root``; ``tracker`` receives each epoch's metrics.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,7 @@ def train_local(config: Config, root: str | Path, resume: bool = False) -> tuple
     shards = shard_identities(config.data.uri, "train", config.storage)
     steps = steps_per_epoch(shards, config.data.batch.p, 1, config.train.steps_per_epoch)
     data = InMemoryBatches(config.data, config.seed, load_training_descriptions(config), config.storage,
-                           limit=config.train.steps_per_epoch)
+                           steps=steps)
     parts = build_parts(config, context, data, steps, str(root / "best"))
+    parts.tracker = tracker
     return train_loop(config, context, parts), context

@@ -44,7 +44,7 @@ def test_canary_secret_never_reaches_mlflow(tmp_path: Path, monkeypatch: pytest.
     client = MlflowClient(tracking_uri=tracker.uri)
     run = client.get_run(tracker.run_id)
     params, tags = run.data.params, run.data.tags
-    assert params["describe.base_url"] == REDACTED and params["optim.lr"] == "0.001"
+    assert params["describe.base_url"] == REDACTED and params["optim.lr"] == "0.0005"
     assert len(params) > 50  # the whole flattened config is there
     assert tags["best_checkpoint_uri"] == REDACTED and tags["run_uri"] == "runs/x"
     blobs = [*params.items(), *tags.items(), *run.data.metrics]
@@ -53,4 +53,4 @@ def test_canary_secret_never_reaches_mlflow(tmp_path: Path, monkeypatch: pytest.
     files = [p for p in artifacts.rglob("*") if p.is_file()]
     assert [p.name for p in files] == ["resolved.yaml"]
     assert all(CANARY not in p.read_text() for p in files)
-    assert "lr: 0.001" in files[0].read_text()
+    assert "lr: 0.0005" in files[0].read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,3 +61,36 @@ def test_latest_checkpoint_is_the_newest_epoch(tmp_path: Path) -> None:
         (tmp_path / f"epoch-{epoch:04d}").mkdir()
     assert LocalContext.latest(tmp_path) == str(tmp_path / "epoch-0002")
     assert LocalContext.latest(tmp_path / "missing") is None
+
+
+class MemoryTracker:
+    """Keeps ``(epoch, step)`` of every logged epoch; ``drop`` epochs are lost (a death before the log line)."""
+
+    def __init__(self, drop: tuple[int, ...] = ()) -> None:
+        self.logged: list[tuple[int, int]] = []
+        self.drop = set(drop)
+
+    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        if epoch in self.drop:
+            self.drop.discard(epoch)
+            return
+        self.logged.append((epoch, int(metrics["step"])))
+
+    def last_epoch(self) -> int | None:
+        return max(e for e, _ in self.logged) if self.logged else None
+
+
+def test_a_restart_logs_every_epoch_exactly_once(make_config: Callable[..., Config], tmp_path: Path) -> None:
+    common = ["train.engine=torch", "train.epochs=4", "train.steps_per_epoch=2", "train.val_every=4"]
+    tracker = MemoryTracker(drop=(1,))  # epoch 1 was checkpointed, then the process died before logging it
+    train_local(make_config(*common, "train.stop_after_epochs=2"), tmp_path / "run", tracker=tracker)
+    assert tracker.logged == [(0, 2)]
+    train_local(make_config(*common), tmp_path / "run", resume=True, tracker=tracker)
+    assert tracker.logged == [(0, 2), (1, 4), (2, 6), (3, 8)]
+    # an older checkpoint than the log (epoch 2 logged, restart from epoch 1's): epoch 2 is not logged twice
+    older = MemoryTracker()
+    older.logged = [(0, 2), (1, 4), (2, 6)]
+    (tmp_path / "old").mkdir()
+    shutil.copytree(tmp_path / "run" / "epoch-0001", tmp_path / "old" / "epoch-0001")
+    train_local(make_config(*common), tmp_path / "old", resume=True, tracker=older)
+    assert older.logged == [(0, 2), (1, 4), (2, 6), (3, 8)]
