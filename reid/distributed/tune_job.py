@@ -255,7 +255,9 @@ def _row(result: Any, setup: TrialSetup, config: Config) -> TrialRow:
     best = (max(values) if config.tune.mode == "max" else min(values)) if values else None
     finished = resolve(f"{setup.runs_uri}/{trial_id}", config.storage).join(RESULT_FILE)
     done = exists(finished) and bool(read_json(finished).get("finished"))
-    status = ERROR if result.error is not None else (COMPLETED if done else STOPPED)
+    # a trial that ended before its last epoch was stopped early, whatever its result file says
+    ran_all = epochs >= config.train.epochs
+    status = ERROR if result.error is not None else (COMPLETED if done and ran_all else STOPPED)
     run_id = close_child_run(setup.runs_uri, trial_id, config.storage, failed=status == ERROR)
     return TrialRow(trial_id, sample, best, epochs, status, run_id)
 

@@ -143,7 +143,12 @@ def test_ray_job_submit_trains_and_tracks_in_mlflow_server(ray_head: str, mlflow
         "python", "jobs/train.py", "--config", "pkg://tiny", "--data-source", "memory",
         *[arg for key in overrides for arg in ("--set", key)],
     ]
-    done = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    deadline = time.monotonic() + 120
+    while True:  # the head's dashboard agent registers a little after `ray start` returns; nothing is created before
+        done = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        if "No available agent to submit job" not in done.stderr + done.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     printed = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
     client = MlflowClient(tracking_uri=mlflow_server)
