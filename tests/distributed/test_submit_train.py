@@ -110,7 +110,8 @@ def ray_head() -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="reid-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
+    for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):  # never the Ray of the pytest process
+        env.pop(name, None)
     dashboard = free_port()
     command = [
         str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
@@ -136,7 +137,8 @@ def test_ray_job_submit_trains_and_tracks_in_mlflow_server(ray_head: str, mlflow
         f"tracking.uri={mlflow_server}", "tracking.experiment=submitted",
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("RAY_ADDRESS", None)
+    for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):  # submit to the head this test started
+        env.pop(name, None)
     submit = [
         str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head, "--working-dir", str(REPO),
         "--runtime-env", str(REPO / "cluster" / "runtime_env.yaml"), "--",
