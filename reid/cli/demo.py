@@ -31,4 +31,6 @@ def run(args: argparse.Namespace) -> int:
           f"{s.images_per_s:.0f} images/s; identity-balanced: {'yes' if s.pk_ok else 'NO'}")
     for key, shape in s.batch_shapes.items():
         print(f"    {key:14s} {shape}")
+    if s.training is not None:
+        print("\n".join(s.training.lines()))
     return 0 if s.pk_ok else 1

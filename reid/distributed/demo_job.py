@@ -31,10 +31,13 @@ class DemoSummary:
     images_per_s: float = 0.0
     batch_shapes: dict[str, list[int]] = field(default_factory=dict)
     pk_ok: bool = False
+    training: Any = None  # reid.distributed.demo_train.DemoTraining when the demo trained
 
 
-def run_demo(config: Config, workdir: str, identities: int = 60, images_per_identity: int = 6) -> DemoSummary:
-    """Synthesise a small dataset under ``workdir``, prepare it and stream one training epoch through Ray Data."""
+def run_demo(config: Config, workdir: str, identities: int = 60, images_per_identity: int = 6,
+             train: bool = True) -> DemoSummary:
+    """Synthesise a small dataset under ``workdir``, prepare it and stream one training epoch through Ray Data;
+    with ``train``, then describe (rules), train and evaluate (:mod:`reid.distributed.demo_train`)."""
     ensure_ray()
     root = resolve(workdir, config.storage)
     raw_uri, data_uri = root.join("raw").uri, config.data.uri
@@ -55,4 +58,8 @@ def run_demo(config: Config, workdir: str, identities: int = 60, images_per_iden
         summary.batch_shapes = {k: list(v.shape) for k, v in batch.items()}
     summary.images_per_s = summary.images / max(time.perf_counter() - start, 1e-9)
     summary.pk_ok = ok and summary.batches > 0
+    if train:
+        from reid.distributed.demo_train import describe_train_evaluate
+
+        summary.training = describe_train_evaluate(config, root.uri)
     return summary

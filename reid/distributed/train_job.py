@@ -37,6 +37,7 @@ from reid.training.setup import build_parts, load_training_descriptions
 logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+PICTURES_DIR = "pictures"
 TRACKING_FILE = "mlflow_run.json"
 
 
@@ -119,7 +120,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     else:
         data = RayDataBatches(config, descriptions, context.world_rank, context.world_size, steps,
                               loop_config.get("per_pass"))
-    parts = build_parts(config, context, data, steps, loop_config["best_uri"])
+    parts = build_parts(config, context, data, steps, loop_config["best_uri"],
+                        pictures_uri=loop_config.get("pictures_uri"))
     if context.world_rank == 0 and loop_config.get("mlflow_run_id"):
         parts.tracker = RunTracker(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
     result = train_loop(config, context, parts)
@@ -159,7 +161,8 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     loop_config = {
         "config_yaml": dump_config(config), "steps": steps, "data": data, "run_uri": run.uri,
         "per_pass": steps_per_pass(shards, config.data.batch.p, config.train.workers),
-        "best_uri": f"{run.uri}/best", "mlflow_uri": mlflow.uri if mlflow else None,
+        "best_uri": f"{run.uri}/best", "pictures_uri": f"{run.uri}/{PICTURES_DIR}",
+        "mlflow_uri": mlflow.uri if mlflow else None,
         "mlflow_run_id": mlflow.run_id if mlflow else None,
     }
     use_gpu = config.train.gpus_per_worker > 0
@@ -241,6 +244,11 @@ def _finish_tracking(tracker: RunTracker, outcome: TrainOutcome) -> None:
         best = resolve(outcome.best_uri)
         if not best.is_remote and os.path.isdir(best.path):
             tracker.log_artifacts(best.path, "best_checkpoint")
+    pictures = resolve(f"{outcome.run_uri}/{PICTURES_DIR}")
+    if exists(pictures):
+        tags["pictures_uri"] = pictures.uri
+        if not pictures.is_remote:
+            tracker.log_artifacts(pictures.path, PICTURES_DIR)
     tracker.set_tags(tags)
     tracker.finish("FINISHED" if outcome.finished else "KILLED")
 

@@ -12,6 +12,8 @@ class OptimConfig:
 
     The learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over ``warmup_epochs`` and then
     follows a half cosine down to ``min_lr_ratio * lr`` at the last step of ``train.epochs``.
+    ``frozen`` lists parameter-name prefixes (``text_encoder.``, ``image_encoder.vit.embeddings.``) that are
+    not trained, e.g. a pretrained text tower kept as it is.
     """
 
     name: Literal["adam", "adamw", "sgd"] = "adam"
@@ -20,6 +22,7 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+    frozen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -40,7 +43,8 @@ class TrainConfig:
     identities, ``floor(batches / workers)``); more than one pass continues with the next reshuffled passes,
     so small datasets get enough steps between checkpoints and validations. ``stop_after_epochs`` ends a
     run early while keeping the schedule of ``epochs`` (an interruption that ``--resume`` continues).
-    ``deterministic`` asks torch for deterministic kernels.
+    ``deterministic`` asks torch for deterministic kernels. ``pictures``: at the end, rank 0 draws the
+    evaluation pictures of the best model on the test split into ``<storage_uri>/<name>/pictures``.
     """
 
     epochs: int = 10
@@ -58,6 +62,7 @@ class TrainConfig:
     keep_checkpoints: int | None = 2
     stop_after_epochs: int | None = None
     deterministic: bool = False
+    pictures: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.workers < 1 or self.val_every < 1:

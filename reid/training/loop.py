@@ -73,7 +73,8 @@ class LoopParts:
     """Everything the loop drives: the engine (model + optimiser), the task balancer, data and scorers.
 
     ``save_best(model)`` writes the inference checkpoint of a new best epoch (rank 0) and
-    ``load_best()`` reads it back for the final test; ``validate`` and ``tracker`` run on rank 0 only.
+    ``load_best()`` reads it back for the final test; ``pictures(model)`` then draws the evaluation
+    pictures; ``validate``, ``tracker`` and ``pictures`` run on rank 0 only.
     """
 
     engine: Engine
@@ -85,6 +86,7 @@ class LoopParts:
     save_best: Any = None
     load_best: Any = None
     best_uri: str | None = None
+    pictures: Any = None
 
 
 def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> TrainResult:
@@ -118,8 +120,11 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
     if state.history and state.best_epoch is not None:
         val = next(h for h in state.history if h["epoch"] == state.best_epoch)
     if finished and context.world_rank == 0 and parts.validate is not None and parts.load_best is not None:
-        test = parts.validate(parts.load_best(), config.data.test_split)
+        best = parts.load_best()
+        test = parts.validate(best, config.data.test_split)
         logger.info("test (best epoch %s): %s", state.best_epoch, test)
+        if parts.pictures is not None:
+            parts.pictures(best)
     return TrainResult(state, parts.best_uri, {k: v for k, v in val.items() if k != "epoch"}, test, finished,
                        started_at)
 
@@ -136,7 +141,7 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
     sums: dict[str, float] = defaultdict(float)
     steps, samples, start = 0, 0, time.perf_counter()
     for batch in parts.data.batches(state.epoch):
-        tensors = to_tensors(batch, context.device)
+        tensors = drop_absent_descriptions(to_tensors(batch, context.device))
         outputs = parts.engine.forward(tensors)
         losses = compute_losses(outputs, tensors, config.loss)
         total = parts.balancer.weighted_loss(losses)
@@ -245,3 +250,16 @@ def to_tensors(batch: Mapping[str, np.ndarray], device: torch.device) -> dict[st
         if array.dtype.kind in "biuf":
             out[key] = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     return out
+
+
+def drop_absent_descriptions(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Leave out a description kind (``id_desc``/``clo_desc``) that no row of the batch has: the model then
+    skips encoding ``[B, T]`` empty texts, with the same outputs (no description means image-only fusion
+    and no clothing terms)."""
+    for kind in ("id_desc", "clo_desc"):
+        has = tensors.get(f"has_{kind}")
+        if has is not None and not bool(has.any()):
+            for suffix in ("_ids", "_mask"):
+                tensors.pop(kind + suffix, None)
+            tensors.pop(f"has_{kind}")
+    return tensors

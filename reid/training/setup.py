@@ -29,6 +29,26 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
+def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> int:
+    """Stop training every parameter whose name starts with one of ``prefixes``; returns how many.
+
+    A prefix that names no parameter is refused (a typo would otherwise train what it meant to freeze).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            roots = sorted({name.split(".")[0] + "." for name in names})
+            raise ValueError(f"optim.frozen: '{prefix}' names no model parameter (top-level: {', '.join(roots)})")
+    frozen = 0
+    for name, param in model.named_parameters():
+        if prefixes and name.startswith(tuple(prefixes)):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    if frozen:
+        logger.info("frozen: %.2fM parameters under %s", frozen / 1e6, ", ".join(prefixes))
+    return frozen
+
+
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     """Adam / AdamW / SGD over the trainable parameters with ``optim.lr`` and ``optim.weight_decay``."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -41,7 +61,9 @@ def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) -> Engine:
-    """The engine of ``train.engine`` with the cosine/warm-up schedule over ``epochs x steps`` steps."""
+    """The engine of ``train.engine`` with the cosine/warm-up schedule over ``epochs x steps`` steps
+    (the ``optim.frozen`` parameters left out)."""
+    freeze_parameters(model, config.optim.frozen)
     optimizer = build_optimizer(config, model)
     total = config.train.epochs * steps
     warmup = min(total - 1, math.ceil(config.optim.warmup_epochs * steps))
@@ -56,8 +78,9 @@ def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) 
 
 
 def build_parts(config: Config, context: TrainContext, data: BatchSource, steps: int, best_uri: str | None,
-                validate: bool = True) -> LoopParts:
-    """Model (seeded by ``config.seed``), engine, balancer and, on rank 0, validator and best-model I/O."""
+                validate: bool = True, pictures_uri: str | None = None) -> LoopParts:
+    """Model (seeded by ``config.seed``), engine, balancer and, on rank 0, validator, best-model I/O and
+    (with ``pictures_uri`` and ``train.pictures``) the evaluation pictures of the best model."""
     from reid.models.export import load_inference_checkpoint, save_inference_checkpoint
     from reid.models.factory import build_model
 
@@ -76,18 +99,35 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
             parts.save_best = lambda module: save_inference_checkpoint(
                 module, config, best_uri, config.storage, tokenizer=validator.tokenizer)
             parts.load_best = lambda: load_inference_checkpoint(best_uri, config.storage)[0].to(context.device)
+        if pictures_uri is not None and config.train.pictures:
+            from reid.training.pictures import save_split_pictures
+
+            parts.pictures = lambda module: save_split_pictures(
+                module, config, config.data.test_split, pictures_uri, validator.tokenizer, context.device)
     return parts
 
 
 def load_training_descriptions(config: Config) -> dict[str, dict]:
-    """The dataset's descriptions (``{image_id: row}``) when ``data.use_descriptions``, else none."""
+    """The dataset's descriptions (``{image_id: row}``) when ``data.use_descriptions``, else none.
+
+    Caption-derived identity descriptions (the rule-based describer) are dropped, clothing descriptions kept:
+    evaluation runs such images image-only (no leakage, DESIGN 3.5), and fed to fusion in training they
+    let the query caption match its own rewording instead of the image, which teaches retrieval nothing.
+    """
     if not config.data.use_descriptions:
         return {}
     from reid.describe.table import load_descriptions
+    from reid.evaluation.descriptions import admissible_description
 
     descriptions = load_descriptions(config.data.uri, config.storage)
-    logger.info("%d image descriptions for training", len(descriptions))
-    return descriptions
+    out = {}
+    for image_id, row in descriptions.items():
+        identity = admissible_description(image_id, row.get("identity"), row["provenance"])
+        out[image_id] = {**row, "identity": identity}
+    dropped = sum(1 for image_id, row in out.items() if not row["identity"] and descriptions[image_id].get("identity"))
+    logger.info("%d image descriptions for training (%d caption-derived identity descriptions left out)",
+                len(out), dropped)
+    return out
 
 
 def train_local(config: Config, root: str | Path, resume: bool = False,
@@ -103,6 +143,6 @@ def train_local(config: Config, root: str | Path, resume: bool = False,
     steps = steps_per_epoch(shards, config.data.batch.p, 1, config.train.steps_per_epoch)
     data = InMemoryBatches(config.data, config.seed, load_training_descriptions(config), config.storage,
                            steps=steps)
-    parts = build_parts(config, context, data, steps, str(root / "best"))
+    parts = build_parts(config, context, data, steps, str(root / "best"), pictures_uri=str(root / "pictures"))
     parts.tracker = tracker
     return train_loop(config, context, parts), context

@@ -32,6 +32,8 @@ def test_loop_checkpoints_selects_on_val_and_scores_test(make_config: Callable[.
     best = max(result.state.history, key=lambda h: (h["R1"], -h["epoch"]))
     assert result.state.best_epoch == best["epoch"] and result.val_metrics["R1"] == best["R1"]
     assert (tmp_path / "run" / "best" / "config.yaml").is_file()
+    pictures = sorted(p.name for p in (tmp_path / "run" / "pictures").iterdir())
+    assert pictures == ["gate.png", "modality.png", "ranks.png", "tsne.png"]
     assert set(result.test_metrics) == {"R1", "R5", "R10", "mAP", "mINP"} and result.finished
     first, last = context.reports[0], context.reports[-1]
     assert last["loss/triplet"] < first["loss/triplet"]

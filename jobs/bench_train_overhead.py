@@ -1,0 +1,133 @@
+"""Samples/s of one Ray Train worker with DeepSpeed against a plain PyTorch loop on the same model, batch and
+in-memory data, measured in one run. Target: overhead <= 15 %.
+
+    python jobs/bench_train_overhead.py [--config pkg://tiny] [--data URI] [--steps 60] [--threads 1]
+
+Without ``--data`` a small synthetic dataset is generated and prepared in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from reid.config import Config, dump_config, load_config
+
+
+def build_batches(config: Config, count: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` P x K training batches as tensors, identical in every process (same seed)."""
+    from reid.training.batches import InMemoryBatches
+    from reid.training.loop import drop_absent_descriptions, to_tensors
+
+    source = InMemoryBatches(config.data, config.seed, {}, config.storage, steps=count)
+    return [drop_absent_descriptions(to_tensors(b, torch.device("cpu"))) for b in source.batches(0)]
+
+
+def run_steps(config: Config, engine_name: str, steps: int, warmup: int, threads: int) -> float:
+    """Samples/s of ``steps`` optimiser steps after ``warmup`` steps, with the loop's step order."""
+    from dataclasses import replace
+
+    from reid.losses.gradnorm import build_balancer
+    from reid.losses.objective import compute_losses, enabled_terms
+    from reid.models.factory import build_model
+    from reid.training.setup import build_engine, seed_everything
+
+    torch.set_num_threads(threads)
+    config = replace(config, train=replace(config.train, engine=engine_name, workers=1))
+    batches = build_batches(config, steps + warmup)
+    seed_everything(config.seed, False)
+    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+    engine = build_engine(config, model, steps + warmup, 1)
+    balancer = build_balancer(config.gradnorm, enabled_terms(config.loss, config.model.bdam.enabled,
+                                                             config.model.bdam.gate))
+    start, samples = 0.0, 0
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            start, samples = time.perf_counter(), 0
+        outputs = engine.forward(batch)
+        losses = compute_losses(outputs, batch, config.loss)
+        engine.backward(balancer.weighted_loss(losses), retain_graph=balancer.will_update())
+        balancer.update(losses, engine.module.shared_parameters())
+        engine.step()
+        samples += len(batch["pids"])
+    return samples / (time.perf_counter() - start)
+
+
+def ray_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the DeepSpeed engine over the same batches; writes samples/s to ``out``."""
+    import json
+
+    import yaml
+
+    from reid.config.typecheck import build_dataclass
+
+    config = build_dataclass(Config, yaml.safe_load(loop_config["config_yaml"]), "", "<bench>")
+    rate = run_steps(config, "deepspeed", loop_config["steps"], loop_config["warmup"], loop_config["threads"])
+    with open(loop_config["out"], "w") as handle:
+        json.dump({"samples_per_s": rate}, handle)
+
+
+def ray_rate(config: Config, steps: int, warmup: int, threads: int, storage: str) -> float:
+    import json
+
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    out = f"{storage}-rate.json"  # one machine: the worker's file is the driver's
+    trainer = TorchTrainer(
+        ray_worker, train_loop_config={"config_yaml": dump_config(config), "steps": steps, "warmup": warmup,
+                                       "threads": threads, "out": out},
+        torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
+        run_config=RunConfig(name="bench-overhead", storage_path=storage),
+    )
+    trainer.fit()
+    with open(out) as handle:
+        return float(json.load(handle)["samples_per_s"])
+
+
+def synthetic_dataset(root: str, seed: int) -> str:
+    from reid.data.synth import generate
+    from reid.distributed.prepare_job import prepare_dataset
+
+    generate(f"{root}/raw", 40, 4, seed, progress=False)
+    return prepare_dataset("cuhk-pedes", f"{root}/raw", f"{root}/dataset", overwrite=True, seed=seed).uri
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="pkg://tiny")
+    parser.add_argument("--data", default=None, help="a prepared dataset URI (default: synthesise one)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) of each loop")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from reid.distributed.runtime import ensure_ray
+
+    ensure_ray()
+    with tempfile.TemporaryDirectory(prefix="reid-bench-") as tmp:
+        data = args.data or synthetic_dataset(tmp, 0)
+        config = load_config(args.config, [f"data.uri={data}", "data.use_descriptions=false"])
+        plain = run_steps(config, "torch", args.steps, args.warmup, args.threads)
+        ray_ds = ray_rate(config, args.steps, args.warmup, args.threads, f"{tmp}/ray")
+        plain_again = run_steps(config, "torch", args.steps, args.warmup, args.threads)
+    baseline = (plain + plain_again) / 2
+    batch = config.data.batch.p * config.data.batch.k
+    print(f"\nmodel {args.config}, batch {batch} ({config.data.image_size[0]}x{config.data.image_size[1]}), "
+          f"{args.steps} steps after {args.warmup}, {args.threads} thread(s)")
+    print(f"{'loop':40s} {'samples/s':>10s} {'ratio':>7s}")
+    for name, rate in (("plain PyTorch (mean of before/after)", baseline),
+                       ("Ray Train worker + DeepSpeed ZeRO-" + str(config.train.zero_stage), ray_ds)):
+        print(f"{name:40s} {rate:10.1f} {rate / baseline:7.3f}")
+    print(f"overhead: {100 * (1 - ray_ds / baseline):.1f} % (target <= 15 %); plain runs: {plain:.1f}, "
+          f"{plain_again:.1f} samples/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The evaluation pictures of a trained model on one split: BDAM gate histograms, t-SNE of the gated identity
+and clothing features, fusion modality weights and a rank-list grid (paper Figs. 3-4)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reid.evaluation.evaluator import SplitEmbeddings
+from reid.evaluation.figures import plot_gate_histograms, plot_modality_weights, plot_tsne
+from reid.evaluation.rank_grid import plot_rank_grid
+from reid.evaluation.split_reader import iter_gallery_batches
+from reid.storage import resolve
+
+if TYPE_CHECKING:
+    from reid.config import Config
+    from reid.models.reid_model import ReidModel
+
+logger = logging.getLogger(__name__)
+
+GRID_QUERIES, GRID_TOP = 4, 6
+
+
+@dataclass
+class SplitPictures:
+    """Where the pictures of a split went (name -> URI) and the split's metrics (percent)."""
+
+    directory: str
+    files: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _GalleryFeatures:
+    pids: np.ndarray  # [Ng]
+    thumbnails: list[np.ndarray]  # Ng x uint8 [3, H, W]
+    gate: np.ndarray | None  # [Ng, D]
+    f_id: np.ndarray | None  # [Ng, D]
+    f_clo: np.ndarray | None  # [Ng, D]
+    w_img: np.ndarray  # [Ng]
+
+
+def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: str, tokenizer: Any,
+                        device: torch.device | None = None) -> SplitPictures:
+    """Evaluate ``model`` on ``split`` (as the validator does) and write ``gate.png``, ``modality.png``,
+    ``tsne.png`` and ``ranks.png`` under ``out_uri``. The gate, t-SNE and modality pictures read the gallery
+    images alone (the fusion's image-only path).
+
+    Pictures that do not apply (no BDAM, no gate) are left out. Returns their URIs and the metrics.
+    """
+    from reid.evaluation.evaluator import create_evaluator
+    from reid.models.retrieval import TextImageEncoder
+
+    device = device or next(model.parameters()).device
+    model.eval()
+    evaluator = create_evaluator(config, progress=False)
+    encoder = TextImageEncoder(model, tokenizer, config.data.max_text_length, device,
+                               batch_size=config.data.eval_batch_size)
+    embeddings = evaluator.embed(encoder, split)
+    result = evaluator.score(embeddings, split)
+    out = SplitPictures(resolve(out_uri, config.storage).uri, metrics=dict(result.metrics))
+    features = _gallery_features(model, config, split, device)
+    name = out.directory.rstrip("/")
+    if features.gate is not None:
+        plot_gate_histograms(features.gate, f"{name}/gate.png", storage=config.storage)
+        out.files["gate"] = f"{name}/gate.png"
+    plot_modality_weights(features.w_img, f"{name}/modality.png", storage=config.storage)
+    out.files["modality"] = f"{name}/modality.png"
+    if features.f_id is not None and features.f_clo is not None and len(features.pids) >= 5:
+        plot_tsne(features.f_id, features.f_clo, features.pids, f"{name}/tsne.png", seed=config.seed,
+                  storage=config.storage)
+        out.files["tsne"] = f"{name}/tsne.png"
+    _rank_grid(embeddings, features, f"{name}/ranks.png", config)
+    out.files["ranks"] = f"{name}/ranks.png"
+    logger.info("pictures of %s under %s: %s", split, name, ", ".join(sorted(out.files)))
+    return out
+
+
+def _gallery_features(model: ReidModel, config: Config, split: str, device: torch.device) -> _GalleryFeatures:
+    """Per gallery image: thumbnail, BDAM gate and gated features (when the model has them), w_img."""
+    pids, thumbs, gates, ids, clos, w_img = [], [], [], [], [], []
+    batches = iter_gallery_batches(config.data.uri, split, tuple(config.data.image_size),
+                                   config.data.eval_batch_size, config.storage)
+    with torch.no_grad():
+        for batch in batches:
+            images = batch.images.to(device)
+            tokens = model.image_encoder(model.normalize_images(images))
+            id_tokens = tokens
+            if model.bdam is not None:
+                bdam = model.bdam(tokens)
+                id_tokens = bdam.id_tokens
+                ids.append(bdam.f_id_gate.float().cpu())
+                clos.append(bdam.f_clo_gate.float().cpu())
+                if bdam.gate is not None:
+                    gates.append(bdam.gate.float().cpu())
+            w_img.append(model.fusion(id_tokens)["w_img"].float().cpu())
+            pids.append(batch.person_ids)
+            thumbs += [image.cpu().numpy() for image in batch.images]
+
+    def stack(chunks: list[torch.Tensor]) -> np.ndarray | None:
+        return torch.cat(chunks).numpy() if chunks else None
+
+    return _GalleryFeatures(np.concatenate(pids), thumbs, stack(gates), stack(ids), stack(clos),
+                            torch.cat(w_img).numpy())
+
+
+def _rank_grid(embeddings: SplitEmbeddings, features: _GalleryFeatures, path: str, config: Config) -> None:
+    """The top gallery images of the first caption of up to GRID_QUERIES persons, framed by correctness."""
+    index = embeddings.index
+    first_caption = {}
+    for i, pid in enumerate(index.caption_pids.tolist()):
+        first_caption.setdefault(pid, i)
+    chosen = list(first_caption.values())[:GRID_QUERIES]
+    query = F.normalize(embeddings.query[chosen].float(), dim=-1)
+    gallery = F.normalize(embeddings.gallery.float(), dim=-1)
+    scores, order = (query @ gallery.t()).topk(min(GRID_TOP, gallery.shape[0]), dim=1)
+    order_np = order.numpy()
+    correct = features.pids[order_np] == index.caption_pids[chosen][:, None]
+    thumbnails = [[features.thumbnails[j] for j in row] for row in order_np]
+    plot_rank_grid([index.captions[i] for i in chosen], thumbnails, path, correct=correct,
+                   scores=scores.numpy(), storage=config.storage)
