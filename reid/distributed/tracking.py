@@ -21,7 +21,13 @@ from reid.training.config import TrackingConfig
 logger = logging.getLogger(__name__)
 
 REDACTED = "<redacted>"
+# Environment variable names that hold secrets (AWS_SECRET_ACCESS_KEY, HF_TOKEN, OPENAI_API_KEY, ...).
 SECRET_NAME = re.compile(r"secret|passw|token|api[_-]?key|access[_-]?key|credential|private|auth", re.IGNORECASE)
+# Config key names that hold a secret value: the whole last segment is a secret word, optionally prefixed
+# (``api_key``, ``s3_secret_key``, ``password``); ``tokenizer``, ``max_tokens`` and ``api_key_env`` (the *name* of a
+# variable) are not secrets and stay, so the redacted resolved config still loads.
+SECRET_KEY = re.compile(r"^(?:\w+_)?(?:secret|secret_key|secret_access_key|password|passwd|token|api_key|"
+                        r"access_key|access_key_id|credentials?|private_key|auth|auth_token)$", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
 EPOCH_MARKER = "step"  # a metric every epoch of the training loop logs (optimiser steps so far)
 
@@ -45,7 +51,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def redact(key: str, value: Any, secrets: list[str]) -> Any:
     """``value`` unless its key looks secret or it contains a secret environment value."""
-    if SECRET_NAME.search(key.rsplit(".", 1)[-1]) and value not in (None, "", False):
+    if SECRET_KEY.match(key.rsplit(".", 1)[-1]) and value not in (None, "", False):
         return REDACTED
     if isinstance(value, str) and any(s in value for s in secrets):
         return REDACTED

