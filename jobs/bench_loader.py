@@ -9,9 +9,16 @@ and the ratio per core (Ray's rate divided by the CPUs Ray was given, over the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,19 @@ def baseline_rate(image_dir: Path, transform, repeats: int) -> tuple[float, int]
     return len(files) * repeats / elapsed, len(files)
 
 
+def builder_rate(config, epochs: int) -> float:  # noqa: ANN001
+    """Images/s of the loader's own work (shard read, decode, augment, tokenise) in this one process, no Ray."""
+    from reid.distributed.data_pipeline import build_pk_batches_from_shards, identity_shards, pk_builder_kwargs
+
+    files, fs = identity_shards(config.data.uri, "train")
+    builder_kwargs = pk_builder_kwargs(config.data)
+    items = {"path": [f for _ in range(epochs) for f in files], "epoch": [e for e in range(epochs) for _ in files]}
+    start, images = time.perf_counter(), 0
+    for batch in build_pk_batches_from_shards(items, fs, config.seed, **builder_kwargs):
+        images += len(batch["pids"])
+    return images / (time.perf_counter() - start)
+
+
 def ray_rate(config, epochs: int) -> tuple[float, int]:  # noqa: ANN001
     """Images/s of one multi-epoch stream, start-up included (a first short stream warms the workers)."""
     from reid.distributed.data_pipeline import iter_pk_batches, train_stream
@@ -42,6 +62,32 @@ def ray_rate(config, epochs: int) -> tuple[float, int]:  # noqa: ANN001
     return images / (time.perf_counter() - start), images
 
 
+@contextlib.contextmanager
+def s3_server_process() -> Iterator[str]:
+    """An S3-protocol server (moto) in its own process on 127.0.0.1, so it never competes with the
+    consumer for the driver's GIL; yields its endpoint URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the S3 server on {endpoint} did not start") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identities", type=int, default=200)
@@ -49,11 +95,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, nargs=2, default=(256, 128))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--local", action="store_true", help="also stream the shards from local disk through Ray")
     parser.add_argument("--loader-cpus", type=float, default=1.0, help="CPUs per loader task")
     args = parser.parse_args()
 
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from reid.config import load_config
     from reid.data.batching import train_transform
@@ -61,11 +107,10 @@ def main() -> None:
     from reid.distributed.prepare_job import prepare_dataset
     from reid.distributed.runtime import ensure_ray
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    stack = contextlib.ExitStack()
+    endpoint = stack.enter_context(s3_server_process())
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
-                       "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+                       "AWS_ENDPOINT_URL": endpoint})
     boto3.client("s3").create_bucket(Bucket="bench-loader")
     ensure_ray(num_cpus=args.num_cpus)
 
@@ -82,13 +127,23 @@ def main() -> None:
         ])
         transform = train_transform(size, config.data.augment)
         base, files = baseline_rate(raw / "imgs", transform, repeats=args.epochs)
+        one_process = builder_rate(config, args.epochs)
         rate, images = ray_rate(config, args.epochs)
-    server.stop()
+        local_rate = 0.0
+        if args.local:
+            prepare_dataset("cuhk-pedes", str(raw), f"{tmp}/ds")
+            local_rate, _ = ray_rate(replace(config, data=replace(config.data, uri=f"{tmp}/ds")), args.epochs)
+    stack.close()
     per_core = rate / args.num_cpus / base
     print(f"\nimages: {files} JPEGs {size[0]}x{size[1]} after decode; Ray streamed {images} over {args.epochs} epochs")
     print("| loader | images/s | CPUs | images/s per CPU | ratio per core |")
     print("| --- | ---: | ---: | ---: | ---: |")
     print(f"| plain PIL loop, local JPEG files | {base:.0f} | 1 | {base:.0f} | 1.00 |")
+    print(f"| loader work in one process (S3 shards, decode, augment, tokenise; no Ray) | {one_process:.0f} | 1 | "
+          f"{one_process:.0f} | {one_process / base:.2f} |")
+    if local_rate:
+        print(f"| Ray Data shards on local disk | {local_rate:.0f} | {args.num_cpus} | "
+              f"{local_rate / args.num_cpus:.0f} | {local_rate / args.num_cpus / base:.2f} |")
     print(f"| Ray Data shards via S3 on 127.0.0.1 | {rate:.0f} | {args.num_cpus} | {rate / args.num_cpus:.0f} | "
           f"{per_core:.2f} |")
 

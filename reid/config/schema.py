@@ -31,3 +31,9 @@ class Config:
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     styles: StylesConfig = field(default_factory=StylesConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.engine == "deepspeed" and self.train.zero_stage == 3 and self.gradnorm.enabled:
+            # GradNorm differentiates each task loss w.r.t. whole shared parameters; ZeRO-3 partitions them
+            raise ValueError("train.zero_stage 3 partitions the parameters GradNorm differentiates; use ZeRO 0-2 "
+                             "with gradnorm.enabled, or set gradnorm.enabled=false (fixed task weights)")

@@ -56,6 +56,14 @@ def build_pk_batches_from_shards(
             yield {**batch, "epoch": np.full(len(batch["pids"]), int(epoch), dtype=np.int64)}
 
 
+def pk_builder_kwargs(cfg: DataConfig, descriptions: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The :class:`PKBatchBuilder` arguments of ``cfg`` (seed aside)."""
+    return {
+        "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
+        "tokenizer": cfg.tokenizer, "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}),
+    }
+
+
 def train_stream(
     cfg: DataConfig, seed: int, epochs: Sequence[int], descriptions: Mapping[str, Mapping[str, Any]] | None = None,
     storage: StorageConfig | None = None, split: str = "train",
@@ -69,10 +77,7 @@ def train_stream(
     """
     files, fs = identity_shards(cfg.uri, split, storage)
     items = [{"path": path, "epoch": int(epoch)} for epoch in epochs for path in epoch_file_order(files, seed, epoch)]
-    builder_kwargs = {
-        "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
-        "tokenizer": cfg.tokenizer, "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}),
-    }
+    builder_kwargs = pk_builder_kwargs(cfg, descriptions)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds.context.execution_options.preserve_order = True
     return ds.map_batches(build_pk_batches_from_shards, batch_size=1, batch_format="numpy",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -36,13 +37,16 @@ class DeepSpeedEngine:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, config: Mapping[str, Any]) -> None:
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, config: Mapping[str, Any],
+                 rebuild: Callable[[], nn.Module] | None = None) -> None:
         import deepspeed
 
+        self.rebuild = rebuild  # a fresh model of the same architecture (ZeRO-3's whole_module)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=dict(config),
         )
         self.module = self.engine.module
+        self.zero_stage = int(dict(config).get("zero_optimization", {}).get("stage", 0))
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return self.engine(batch)
@@ -56,6 +60,26 @@ class DeepSpeedEngine:
 
     def learning_rate(self) -> float:
         return float(self.engine.get_lr()[0])
+
+    @contextlib.contextmanager
+    def whole_module(self) -> Iterator[nn.Module]:
+        """Stages 0-2: ``module`` itself. ZeRO-3: every rank gathers the parameters (a collective) and copies
+        them into a fresh model from ``rebuild``; the copy is used instead of ``module`` because ZeRO-3's
+        forward hooks partition a module's parameters again after each of its forwards."""
+        if self.zero_stage < 3:
+            yield self.module
+            return
+        if self.rebuild is None:
+            raise RuntimeError("ZeRO-3 evaluation needs DeepSpeedEngine(rebuild=...) to hold a whole copy")
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+            state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        device = next(iter(state.values())).device
+        copy = self.rebuild().to(device)
+        copy.load_state_dict(state)
+        copy.train(self.module.training)
+        yield copy
 
     def save(self, directory: str, client_state: Mapping[str, Any]) -> None:
         """``engine.save_checkpoint``: model, ZeRO optimiser shards, scheduler and ``client_state``."""

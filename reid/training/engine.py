@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -29,6 +30,11 @@ class Engine(Protocol):
     def save(self, directory: str, client_state: Mapping[str, Any]) -> None: ...
 
     def load(self, directory: str) -> dict[str, Any]: ...
+
+    def whole_module(self) -> contextlib.AbstractContextManager[nn.Module]:
+        """The model with whole parameters for evaluation and export (``module`` itself, or under ZeRO-3 a
+        gathered copy); a collective under ZeRO-3, so every rank must enter it."""
+        ...
 
 
 class TorchEngine:
@@ -65,6 +71,10 @@ class TorchEngine:
 
     def learning_rate(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def whole_module(self) -> contextlib.AbstractContextManager[nn.Module]:
+        """Every rank holds whole parameters already: ``module`` itself."""
+        return contextlib.nullcontext(self.module)
 
     def save(self, directory: str, client_state: Mapping[str, Any]) -> None:
         """Rank 0 writes model, optimiser, scheduler and ``client_state`` to ``engine_state.pt``."""

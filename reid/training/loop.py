@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from reid.config import Config
 from reid.losses.gradnorm import FixedWeights, GradNorm
@@ -111,7 +112,8 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
             break
         metrics = _train_epoch(config, context, parts, state)
         if _validation_due(config, state.epoch):
-            metrics.update(_validate(config, context, parts, state))
+            with parts.engine.whole_module() as module:  # ZeRO-3: every rank gathers, rank 0 validates
+                metrics.update(_validate(config, context, parts, state, module))
         state.epoch += 1
         _checkpoint(context, parts, state, metrics)
         if context.world_rank == 0 and parts.tracker is not None and (logged is None or state.epoch - 1 > logged):
@@ -168,17 +170,19 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
     return means
 
 
-def _validate(config: Config, context: TrainContext, parts: LoopParts, state: LoopState) -> dict[str, float]:
-    """Rank 0 scores the validation split; a new best (on ``eval.select_metric``) is saved."""
+def _validate(config: Config, context: TrainContext, parts: LoopParts, state: LoopState,
+              module: nn.Module) -> dict[str, float]:
+    """Rank 0 scores ``module`` (the engine's model, whole) on the validation split; a new best (on
+    ``eval.select_metric``) is saved."""
     if context.world_rank != 0 or parts.validate is None:
         return {}
-    scores = parts.validate(parts.engine.module, config.data.val_split)
+    scores = parts.validate(module, config.data.val_split)
     state.history.append({"epoch": state.epoch, **scores})
     metric = config.eval.select_metric
     if is_better(scores, metric, state.best_score):
         state.best_epoch, state.best_score = state.epoch, float(scores[metric])
         if parts.save_best is not None:
-            parts.save_best(parts.engine.module)
+            parts.save_best(module)
     logger.info("val epoch %d: %s (best %s=%.2f at epoch %s)", state.epoch, scores, metric,
                 state.best_score or float("nan"), state.best_epoch)
     out = {f"val/{k}": v for k, v in scores.items()}

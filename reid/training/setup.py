@@ -74,7 +74,15 @@ def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) 
 
     micro = config.data.batch.p * config.data.batch.k
     ds = deepspeed_config(micro, config.train.zero_stage, config.train.precision, config.optim.grad_clip)
-    return DeepSpeedEngine(model, optimizer, scheduler, ds)
+    return DeepSpeedEngine(model, optimizer, scheduler, ds, rebuild=lambda: _fresh_model(config))
+
+
+def _fresh_model(config: Config) -> nn.Module:
+    """A new model of ``config``'s architecture, built without touching the training RNG streams."""
+    from reid.models.factory import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        return build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
 
 
 def build_parts(config: Config, context: TrainContext, data: BatchSource, steps: int, best_uri: str | None,
