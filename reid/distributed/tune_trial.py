@@ -114,14 +114,17 @@ def child_run(runs_uri: str, trial_id: str, storage: StorageConfig | None = None
 
 def close_child_run(runs_uri: str, trial_id: str, storage: StorageConfig | None, failed: bool) -> str | None:
     """Tag a trial's child run with its trial id and end it if Tune ended the trial first: KILLED (stopped
-    early by the scheduler) or FAILED. A run the trial finished itself keeps its status. Returns its id."""
+    early by the scheduler) or FAILED. A run the trial finished itself keeps its status, except FAILED on a
+    trial Tune stopped without error: the scheduler's stop can reach the trial as an exception inside
+    ``trainer.fit``, which ends the run FAILED before this driver-side callback runs. Returns its id."""
     found = child_run(runs_uri, trial_id, storage)
     if found is None:
         return None
     uri, run_id = found
     client = MlflowClient(tracking_uri=uri)
     client.set_tag(run_id, "tune.trial_id", trial_id)
-    if client.get_run(run_id).info.status == "RUNNING":
+    status = client.get_run(run_id).info.status
+    if status == "RUNNING" or (status == "FAILED" and not failed):
         client.set_tag(run_id, "tune.stopped_early", str(not failed).lower())
         client.set_terminated(run_id, "FAILED" if failed else "KILLED")
     return run_id

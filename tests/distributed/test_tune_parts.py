@@ -98,10 +98,11 @@ def test_close_child_run_ends_only_runs_tune_ended(tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("closing")
     runs = {}
-    for trial, finished in (("t_stopped", False), ("t_done", True), ("t_failed", False)):
+    for trial, ended in (("t_stopped", None), ("t_done", "FINISHED"), ("t_failed", None),
+                         ("t_stop_raised", "FAILED"), ("t_raised", "FAILED")):
         run = client.create_run(exp)
-        if finished:
-            client.set_terminated(run.info.run_id, "FINISHED")
+        if ended:  # t_stop_raised: the scheduler's stop reached the trial as an exception in trainer.fit
+            client.set_terminated(run.info.run_id, ended)
         (tmp_path / "trials" / trial).mkdir(parents=True)
         (tmp_path / "trials" / trial / TRACKING_FILE).write_text(json.dumps({"uri": uri, "run_id": run.info.run_id}))
         runs[trial] = run.info.run_id
@@ -109,10 +110,13 @@ def test_close_child_run_ends_only_runs_tune_ended(tmp_path: Path) -> None:
     assert close_child_run(runs_uri, "t_stopped", None, failed=False) == runs["t_stopped"]
     close_child_run(runs_uri, "t_done", None, failed=False)
     close_child_run(runs_uri, "t_failed", None, failed=True)
+    close_child_run(runs_uri, "t_stop_raised", None, failed=False)
+    close_child_run(runs_uri, "t_raised", None, failed=True)
     assert close_child_run(runs_uri, "t_never_started", None, failed=False) is None
     got = {t: client.get_run(r) for t, r in runs.items()}
     assert {t: r.info.status for t, r in got.items()} == {"t_stopped": "KILLED", "t_done": "FINISHED",
-                                                          "t_failed": "FAILED"}
+                                                          "t_failed": "FAILED", "t_stop_raised": "KILLED",
+                                                          "t_raised": "FAILED"}
     assert got["t_stopped"].data.tags["tune.stopped_early"] == "true"
     assert "tune.stopped_early" not in got["t_done"].data.tags
     assert all(r.data.tags["tune.trial_id"] == t for t, r in got.items())
