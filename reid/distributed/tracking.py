@@ -29,6 +29,7 @@ SECRET_NAME = re.compile(r"secret|passw|token|api[_-]?key|access[_-]?key|credent
 SECRET_KEY = re.compile(r"^(?:\w+_)?(?:secret|secret_key|secret_access_key|password|passwd|token|api_key|"
                         r"access_key|access_key_id|credentials?|private_key|auth|auth_token)$", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
+URI_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^@/\s]+@")  # scheme://user:PASSWORD@host
 EPOCH_MARKER = "step"  # a metric every epoch of the training loop logs (optimiser steps so far)
 
 
@@ -55,6 +56,8 @@ def redact(key: str, value: Any, secrets: list[str]) -> Any:
         return REDACTED
     if isinstance(value, str) and any(s in value for s in secrets):
         return REDACTED
+    if isinstance(value, str) and URI_PASSWORD.search(value):
+        return URI_PASSWORD.sub(rf"\1{REDACTED}@", value)
     if isinstance(value, (list, tuple)):
         return [redact(key, v, secrets) for v in value]
     if isinstance(value, dict):

@@ -19,6 +19,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
+from reid.distributed.portable import portable_config
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker
 from reid.storage import exists, list_files, read_json, resolve, write_json
@@ -200,8 +201,10 @@ def _worker_env() -> dict[str, str]:
 def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray",
           callbacks: Sequence[Any] = ()) -> TrainOutcome:
     """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given); ``callbacks``
-    go to :func:`build_trainer`."""
+    go to :func:`build_trainer`. Relative local paths in ``config`` are taken from this process's working
+    directory (workers run in their own)."""
     ensure_ray()
+    config = portable_config(config)
     run = resolve(run_uri(config), config.storage)
     tracker = _tracker(config, run, resume, parent_run_id)
     trainer = build_trainer(config, resume, tracker, data, callbacks)

