@@ -1,7 +1,7 @@
 """Samples/s of one Ray Train worker with DeepSpeed against a plain PyTorch loop on the same model, batch and
 in-memory data, measured in one run. Target: overhead <= 15 %.
 
-    python jobs/bench_train_overhead.py [--config pkg://tiny] [--data URI] [--steps 60] [--threads 1]
+    python jobs/bench_train_overhead.py [--config pkg://demo] [--data URI] [--steps 40] [--threads 1] [--repeats 3]
 
 Without ``--data`` a small synthetic dataset is generated and prepared in a temporary directory.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import tempfile
 import time
 from typing import Any
@@ -67,12 +68,12 @@ def ray_worker(loop_config: dict[str, Any]) -> None:
     from reid.config.typecheck import build_dataclass
 
     config = build_dataclass(Config, yaml.safe_load(loop_config["config_yaml"]), "", "<bench>")
-    rate = run_steps(config, "deepspeed", loop_config["steps"], loop_config["warmup"], loop_config["threads"])
+    rate = run_steps(config, loop_config["engine"], loop_config["steps"], loop_config["warmup"], loop_config["threads"])
     with open(loop_config["out"], "w") as handle:
         json.dump({"samples_per_s": rate}, handle)
 
 
-def ray_rate(config: Config, steps: int, warmup: int, threads: int, storage: str) -> float:
+def ray_rate(config: Config, steps: int, warmup: int, threads: int, storage: str, engine: str = "deepspeed") -> float:
     import json
 
     from ray.train import RunConfig, ScalingConfig
@@ -81,10 +82,10 @@ def ray_rate(config: Config, steps: int, warmup: int, threads: int, storage: str
     out = f"{storage}-rate.json"  # one machine: the worker's file is the driver's
     trainer = TorchTrainer(
         ray_worker, train_loop_config={"config_yaml": dump_config(config), "steps": steps, "warmup": warmup,
-                                       "threads": threads, "out": out},
+                                       "threads": threads, "out": out, "engine": engine},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
-        run_config=RunConfig(name="bench-overhead", storage_path=storage),
+        run_config=RunConfig(name=f"bench-overhead-{engine}", storage_path=storage),
     )
     trainer.fit()
     with open(out) as handle:
@@ -101,33 +102,39 @@ def synthetic_dataset(root: str, seed: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="pkg://tiny")
+    parser.add_argument("--config", default="pkg://demo")
     parser.add_argument("--data", default=None, help="a prepared dataset URI (default: synthesise one)")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) of each loop")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of (plain, Ray torch, Ray DeepSpeed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from reid.distributed.runtime import ensure_ray
 
     ensure_ray()
+    rates: dict[str, list[float]] = {"plain": [], "ray_torch": [], "ray_deepspeed": []}
     with tempfile.TemporaryDirectory(prefix="reid-bench-") as tmp:
         data = args.data or synthetic_dataset(tmp, 0)
         config = load_config(args.config, [f"data.uri={data}", "data.use_descriptions=false"])
-        plain = run_steps(config, "torch", args.steps, args.warmup, args.threads)
-        ray_ds = ray_rate(config, args.steps, args.warmup, args.threads, f"{tmp}/ray")
-        plain_again = run_steps(config, "torch", args.steps, args.warmup, args.threads)
-    baseline = (plain + plain_again) / 2
+        for r in range(args.repeats):  # interleaved, so slow drifts of a shared machine hit every loop alike
+            rates["plain"].append(run_steps(config, "torch", args.steps, args.warmup, args.threads))
+            for engine in ("torch", "deepspeed"):
+                rates[f"ray_{engine}"].append(ray_rate(config, args.steps, args.warmup, args.threads,
+                                                       f"{tmp}/ray{r}", engine))
+        rates["plain"].append(run_steps(config, "torch", args.steps, args.warmup, args.threads))
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    baseline = median["plain"]
     batch = config.data.batch.p * config.data.batch.k
     print(f"\nmodel {args.config}, batch {batch} ({config.data.image_size[0]}x{config.data.image_size[1]}), "
-          f"{args.steps} steps after {args.warmup}, {args.threads} thread(s)")
-    print(f"{'loop':40s} {'samples/s':>10s} {'ratio':>7s}")
-    for name, rate in (("plain PyTorch (mean of before/after)", baseline),
-                       ("Ray Train worker + DeepSpeed ZeRO-" + str(config.train.zero_stage), ray_ds)):
-        print(f"{name:40s} {rate:10.1f} {rate / baseline:7.3f}")
-    print(f"overhead: {100 * (1 - ray_ds / baseline):.1f} % (target <= 15 %); plain runs: {plain:.1f}, "
-          f"{plain_again:.1f} samples/s")
-
+          f"{args.steps} steps after {args.warmup}, {args.threads} thread(s), medians of {args.repeats} rounds")
+    print("| loop | samples/s (median) | runs | ratio |")
+    print("| --- | ---: | --- | ---: |")
+    for key, name in (("plain", "plain PyTorch loop in the driver"), ("ray_torch", "Ray Train worker, plain PyTorch"),
+                      ("ray_deepspeed", f"Ray Train worker + DeepSpeed ZeRO-{config.train.zero_stage}")):
+        runs = ", ".join(f"{v:.0f}" for v in rates[key])
+        print(f"| {name} | {median[key]:.1f} | {runs} | {median[key] / baseline:.3f} |")
+    print(f"overhead of Ray Train + DeepSpeed: {100 * (1 - median['ray_deepspeed'] / baseline):.1f} % (target <= 15 %)")
 
 if __name__ == "__main__":
     main()
