@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -65,14 +65,19 @@ class PKBatchBuilder:
         return {"images": np.stack(images), "pids": np.asarray(pids, dtype=np.int64), "image_ids": np.asarray(ids),
                 **self.encode_texts(captions, ids)}
 
-    def batches(self, rows: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def batches(self, rows: dict[str, np.ndarray],
+                keep: Callable[[int], bool] | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Shuffle the identities of ``rows`` (by the seed and their ids) and yield one batch per full group of P.
 
-        The last ``len(rows) % P`` identities of the shuffled block wait for another epoch.
+        The last ``len(rows) % P`` identities of the shuffled block wait for another epoch. ``keep(g)``, when
+        given, says whether the g-th group is built at all (another rank's groups are skipped undecoded); the
+        shuffle and every kept batch are the same as without it.
         """
         pids = np.asarray(rows["person_id"], dtype=np.int64)
         order = np.random.default_rng([self.seed, zlib.crc32(pids.tobytes())]).permutation(len(pids))
-        for start in range(0, len(order) - self.p + 1, self.p):
+        for g, start in enumerate(range(0, len(order) - self.p + 1, self.p)):
+            if keep is not None and not keep(g):
+                continue
             group = order[start : start + self.p]
             yield self({key: np.asarray(column, dtype=object)[group] if key != "person_id" else pids[group]
                         for key, column in rows.items()})

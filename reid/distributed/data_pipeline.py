@@ -41,18 +41,26 @@ def epoch_file_order(files: Sequence[str], seed: int, epoch: int) -> list[str]:
 
 
 def build_pk_batches_from_shards(
-    items: dict[str, np.ndarray], filesystem: pafs.FileSystem, seed: int, **builder_kwargs: Any
+    items: dict[str, np.ndarray], filesystem: pafs.FileSystem, seed: int, rank: int = 0, world_size: int = 1,
+    **builder_kwargs: Any,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data task: read each listed shard and yield its shuffled P x K batches, tagged with their epoch.
 
-    The tokenizer is cached per worker process, so tasks stay cheap.
+    ``items["first"]`` is the stream-wide index of the shard's first batch: only batches whose index is
+    ``rank`` modulo ``world_size`` are built (a shard holding none is not even read), so each rank decodes its
+    own batches only. The tokenizer is cached per worker process, so tasks stay cheap.
     """
-    for path, epoch in zip(items["path"], items["epoch"], strict=True):
+    firsts = items["first"] if "first" in items else np.zeros(len(items["path"]), dtype=np.int64)
+    counts = items["count"] if "count" in items else np.full(len(items["path"]), world_size, dtype=np.int64)
+    for path, epoch, first, count in zip(items["path"], items["epoch"], firsts, counts, strict=True):
+        first, count = int(first), int(count)
+        if not any((first + g) % world_size == rank for g in range(min(count, world_size))):
+            continue
         rows = pq.read_table(str(path), filesystem=filesystem, columns=TRAIN_COLUMNS).to_pydict()
         columns = {key: np.asarray(rows[key], dtype=object) for key in TRAIN_COLUMNS if key != "person_id"}
         columns["person_id"] = np.asarray(rows["person_id"], dtype=np.int64)
         builder = PKBatchBuilder(seed=seed * 100_003 + int(epoch), **builder_kwargs)
-        for batch in builder.batches(columns):
+        for batch in builder.batches(columns, keep=lambda g, f=first: (f + g) % world_size == rank):
             yield {**batch, "epoch": np.full(len(batch["pids"]), int(epoch), dtype=np.int64)}
 
 
@@ -66,7 +74,7 @@ def pk_builder_kwargs(cfg: DataConfig, descriptions: Mapping[str, Mapping[str, A
 
 def train_stream(
     cfg: DataConfig, seed: int, epochs: Sequence[int], descriptions: Mapping[str, Mapping[str, Any]] | None = None,
-    storage: StorageConfig | None = None, split: str = "train",
+    storage: StorageConfig | None = None, split: str = "train", rank: int = 0, world_size: int = 1,
 ) -> ray.data.Dataset:
     """Identity-balanced batches for several epochs in one Ray Data execution (start-up paid once).
 
@@ -74,14 +82,27 @@ def train_stream(
     again before cutting them into groups of P (a shard's last ``n % P`` identities wait for another epoch), so no
     global shuffle is needed. Every row carries its ``epoch``; rows come in epoch order. Read with
     :func:`iter_pk_batches`, which yields exactly P x K rows per batch.
+
+    With ``world_size > 1`` the stream holds rank ``rank``'s share only: the batches whose index in the whole
+    stream is ``rank`` modulo ``world_size`` (the others are never decoded), so ranks split one epoch.
     """
     files, fs = identity_shards(cfg.uri, split, storage)
-    items = [{"path": path, "epoch": int(epoch)} for epoch in epochs for path in epoch_file_order(files, seed, epoch)]
-    builder_kwargs = pk_builder_kwargs(cfg, descriptions)
+    groups = dict(zip(files, shard_groups(files, fs, cfg.batch.p), strict=True))
+    items, first = [], 0
+    for epoch in epochs:
+        for path in epoch_file_order(files, seed, epoch):
+            items.append({"path": path, "epoch": int(epoch), "first": first, "count": groups[path]})
+            first += groups[path]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds.context.execution_options.preserve_order = True
     return ds.map_batches(build_pk_batches_from_shards, batch_size=1, batch_format="numpy",
-                          fn_kwargs={"filesystem": fs, "seed": seed, **builder_kwargs}, num_cpus=cfg.loader_cpus)
+                          fn_kwargs={"filesystem": fs, "seed": seed, "rank": rank, "world_size": world_size,
+                                     **pk_builder_kwargs(cfg, descriptions)}, num_cpus=cfg.loader_cpus)
+
+
+def shard_groups(files: Sequence[str], filesystem: pafs.FileSystem, p: int) -> list[int]:
+    """P x K batches each shard gives per pass, ``floor(identities / P)``, from the Parquet footers."""
+    return [pq.ParquetFile(f, filesystem=filesystem).metadata.num_rows // p for f in files]
 
 
 def train_batches(

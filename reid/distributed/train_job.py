@@ -24,13 +24,12 @@ from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker
 from reid.storage import exists, list_files, read_json, resolve, write_json
 from reid.training.batches import (
-    Batch,
     InMemoryBatches,
     epoch_passes,
     shard_identities,
     steps_per_epoch,
     steps_per_pass,
-    take_rank,
+    take_steps,
 )
 from reid.training.loop import train_loop
 from reid.training.setup import build_parts, load_training_descriptions
@@ -84,7 +83,8 @@ class RayTrainContext:
 
 
 class RayDataBatches:
-    """This rank's share of the Ray Data pipeline's P x K batches (every world_size-th, in order).
+    """This rank's share of the Ray Data pipeline's P x K batches (every world_size-th, in order; the
+    pipeline builds no other rank's batches).
 
     An epoch of ``steps`` steps streams the passes of :func:`epoch_passes` (one Ray Data execution).
     """
@@ -98,13 +98,9 @@ class RayDataBatches:
 
     def batches(self, epoch: int) -> Any:
         passes = list(epoch_passes(epoch, self.steps, self.per_pass))
-        ds = train_stream(self.config.data, self.config.seed, passes, self.descriptions, self.config.storage)
-        stream = (b for b in iter_pk_batches(ds, self.config.data) if _non_empty(b))
-        return take_rank(stream, self.rank, self.world, self.steps)
-
-
-def _non_empty(batch: Batch) -> bool:
-    return bool(batch) and len(batch.get("pids", ())) > 0
+        ds = train_stream(self.config.data, self.config.seed, passes, self.descriptions, self.config.storage,
+                          rank=self.rank, world_size=self.world)
+        return take_steps(iter_pk_batches(ds, self.config.data), self.steps, self.rank)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:

@@ -68,21 +68,22 @@ def epoch_passes(epoch: int, steps: int, per_pass: int) -> range:
     return range(epoch * count, (epoch + 1) * count)
 
 
-def take_rank(batches: Iterable[Batch], rank: int, world_size: int, steps: int) -> Iterator[Batch]:
-    """Every ``world_size``-th non-empty batch starting at ``rank``, ``steps`` of them (equal on every rank)."""
+def take_steps(batches: Iterable[Batch], steps: int, rank: int = 0) -> Iterator[Batch]:
+    """The first ``steps`` non-empty batches of this rank's stream; fewer is an error (ranks must agree)."""
     taken = 0
-    index = 0
     for batch in batches:
         if not batch or len(batch.get("pids", ())) == 0:
             continue
-        if index % world_size == rank:
-            yield batch
-            taken += 1
-            if taken == steps:
-                return
-        index += 1
-    if taken < steps:
-        raise RuntimeError(f"rank {rank}: the epoch gave {taken} batches, {steps} expected")
+        yield batch
+        taken += 1
+        if taken == steps:
+            return
+    raise RuntimeError(f"rank {rank}: the epoch gave {taken} batches, {steps} expected")
+
+
+def is_rank_batch(index: int, rank: int, world_size: int) -> bool:
+    """Whether batch ``index`` of the whole stream belongs to ``rank``: ranks take every ``world_size``-th."""
+    return index % world_size == rank
 
 
 class InMemoryBatches:
@@ -110,18 +111,22 @@ class InMemoryBatches:
         self.steps = steps_per_epoch(shards, cfg.batch.p, world_size, steps)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        passes = epoch_passes(epoch, self.steps, self.per_pass)
-        built = (batch for index in passes for batch in self._pass(index))
-        return take_rank(built, self.rank, self.world_size, self.steps)
+        """This rank's ``steps`` batches of ``epoch``: every ``world_size``-th batch of the passes, the others
+        never built."""
+        return take_steps(self._rank_batches(epoch_passes(epoch, self.steps, self.per_pass)), self.steps, self.rank)
 
-    def _pass(self, index: int) -> Iterator[Batch]:
-        seed = epoch_seed(self.seed, index)
-        order = np.random.default_rng(seed).permutation(len(self.rows))
-        p = self.cfg.batch.p
-        builder = PKBatchBuilder(p, self.cfg.batch.k, tuple(self.cfg.image_size), self.cfg.augment,
-                                 self.cfg.tokenizer, self.cfg.max_text_length, self.descriptions, seed)
-        for start in range(0, len(order) - p + 1, p):
-            yield builder(self._block(order[start:start + p]))
+    def _rank_batches(self, passes: range) -> Iterator[Batch]:
+        index = 0
+        for pass_index in passes:
+            seed = epoch_seed(self.seed, pass_index)
+            order = np.random.default_rng(seed).permutation(len(self.rows))
+            p = self.cfg.batch.p
+            builder = PKBatchBuilder(p, self.cfg.batch.k, tuple(self.cfg.image_size), self.cfg.augment,
+                                     self.cfg.tokenizer, self.cfg.max_text_length, self.descriptions, seed)
+            for start in range(0, len(order) - p + 1, p):
+                if is_rank_batch(index, self.rank, self.world_size):
+                    yield builder(self._block(order[start:start + p]))
+                index += 1
 
     def _block(self, group: np.ndarray) -> dict[str, np.ndarray]:
         rows = [self.rows[i] for i in group]

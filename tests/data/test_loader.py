@@ -83,3 +83,7 @@ def test_multi_epoch_stream_keeps_epoch_order_and_pk(prepared) -> None:
         assert len(counts) == 4 and set(counts.values()) == {2}
     single = [b["pids"].tolist() for b in iter_pk_batches(train_batches(cfg, seed=3, epoch=6), cfg)]
     assert single == [b["pids"].tolist() for b in batches if b["epoch"][0] == 6], "same seed and epoch, same batches"
+    whole = [b["image_ids"].tolist() for b in batches]
+    for rank in (0, 1):  # two ranks split the stream: every other batch each, the same images
+        mine = iter_pk_batches(train_stream(cfg, seed=3, epochs=[5, 6, 7], rank=rank, world_size=2), cfg)
+        assert [b["image_ids"].tolist() for b in mine] == whole[rank::2]

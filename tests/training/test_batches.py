@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from reid.config import Config
+from reid.data.batching import PKBatchBuilder
 from reid.data.tokenize import load_tokenizer
-from reid.training.batches import InMemoryBatches, epoch_passes, steps_per_epoch, steps_per_pass, take_rank
+from reid.training.batches import InMemoryBatches, epoch_passes, steps_per_epoch, steps_per_pass, take_steps
 
 from .conftest import COLOURS
 
@@ -28,12 +29,28 @@ def test_steps_per_epoch_default_is_one_pass_and_a_request_wins() -> None:
         steps_per_pass([3, 3], 4, 1)
 
 
-def test_take_rank_splits_one_stream_between_ranks() -> None:
-    stream = [{"pids": np.array([i])} for i in range(7)]
-    got = [[int(b["pids"][0]) for b in take_rank(iter(stream), r, 2, 3)] for r in range(2)]
-    assert got == [[0, 2, 4], [1, 3, 5]]
+def test_take_steps_takes_non_empty_batches_and_refuses_short_epochs() -> None:
+    stream = [{"pids": np.array([i])} if i != 1 else {} for i in range(7)]
+    assert [int(b["pids"][0]) for b in take_steps(iter(stream), 3)] == [0, 2, 3]
     with pytest.raises(RuntimeError, match="3 expected"):
-        list(take_rank(iter(stream[:4]), 0, 2, 3))
+        list(take_steps(iter(stream[:3]), 3, rank=1))
+
+
+def test_ranks_split_the_single_process_stream_without_building_the_others(
+        make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config()
+    steps = 5
+    alone = InMemoryBatches(config.data, config.seed, storage=config.storage, steps=2 * steps)
+    whole = [b["image_ids"].tolist() for b in alone.batches(1)]
+    built = []
+    original = PKBatchBuilder.__call__
+    monkeypatch.setattr(PKBatchBuilder, "__call__", lambda self, rows: built.append(1) or original(self, rows))
+    for rank in (0, 1):
+        built.clear()
+        ranked = InMemoryBatches(config.data, config.seed, storage=config.storage, rank=rank, world_size=2,
+                                 steps=steps)
+        assert [b["image_ids"].tolist() for b in ranked.batches(1)] == whole[rank::2]
+        assert len(built) == steps  # only this rank's batches were decoded
 
 
 def test_each_caption_describes_its_own_image(make_config: Callable[..., Config]) -> None:
