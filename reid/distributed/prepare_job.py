@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
+from ray.data.context import ShuffleStrategy
 from ray.data.expressions import col
 
 from reid.data.formats import SPECS, Issue, RawRecord, parse_annotations, split_off_validation
@@ -171,6 +172,9 @@ def prepare_dataset(
         return np.array([keys[f"{sp}\x1f{sid}"] for sp, sid in zip(batch["split"], batch["source_id"], strict=True)])
 
     good = loaded.filter(expr=col("reason") == "").add_column("shard", shard_of, batch_format="numpy")
+    # The sort-based shuffle: Ray 2.60's default hash shuffle (aggregator actors) was seen to abort with a
+    # corrupt-mutex SIGABRT in HashShuffleMap workers on this kind of machine (Ray retried the task).
+    good.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     written = good.groupby("shard").map_groups(
         write_shard, batch_format="numpy", fn_kwargs={"person_ids": person_ids, "extras": extras, "out": out}
     ).take_all()
