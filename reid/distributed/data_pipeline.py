@@ -93,11 +93,21 @@ def train_stream(
         for path in epoch_file_order(files, seed, epoch):
             items.append({"path": path, "epoch": int(epoch), "first": first, "count": groups[path]})
             first += groups[path]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    per_task = items_per_task([item["count"] for item in items], cfg.loader_batches_per_task, world_size)
+    ds = ray.data.from_items(items, override_num_blocks=-(-len(items) // per_task))
     ds.context.execution_options.preserve_order = True
-    return ds.map_batches(build_pk_batches_from_shards, batch_size=1, batch_format="numpy",
+    return ds.map_batches(build_pk_batches_from_shards, batch_size=per_task, batch_format="numpy",
                           fn_kwargs={"filesystem": fs, "seed": seed, "rank": rank, "world_size": world_size,
                                      **pk_builder_kwargs(cfg, descriptions)}, num_cpus=cfg.loader_cpus)
+
+
+def items_per_task(counts: Sequence[int], batches_per_task: int, world_size: int = 1) -> int:
+    """Shard visits per loader task so that a task builds about ``batches_per_task`` batches of one rank:
+    ``ceil(batches_per_task * world_size / mean(counts))``, at least 1 and at most ``len(counts)``."""
+    if not counts:
+        return 1
+    mean = max(sum(counts) / len(counts), 1e-9)
+    return max(1, min(len(counts), int(np.ceil(batches_per_task * world_size / mean))))
 
 
 def shard_groups(files: Sequence[str], filesystem: pafs.FileSystem, p: int) -> list[int]:

