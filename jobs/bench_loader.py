@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--local", action="store_true", help="also stream the shards from local disk through Ray")
     parser.add_argument("--loader-cpus", type=float, default=1.0, help="CPUs per loader task")
+    parser.add_argument("--batches-per-task", type=int, nargs="+", default=[16],
+                        help="data.loader_batches_per_task values to compare (1 = one shard visit per task)")
     args = parser.parse_args()
 
     import boto3
@@ -128,13 +130,16 @@ def main() -> None:
         transform = train_transform(size, config.data.augment)
         base, files = baseline_rate(raw / "imgs", transform, repeats=args.epochs)
         one_process = builder_rate(config, args.epochs)
-        rate, images = ray_rate(config, args.epochs)
+        rates, images = {}, 0
+        for per_task in args.batches_per_task:
+            tasked = replace(config, data=replace(config.data, loader_batches_per_task=per_task))
+            rates[per_task], images = ray_rate(tasked, args.epochs)
         local_rate = 0.0
         if args.local:
             prepare_dataset("cuhk-pedes", str(raw), f"{tmp}/ds")
-            local_rate, _ = ray_rate(replace(config, data=replace(config.data, uri=f"{tmp}/ds")), args.epochs)
+            local = replace(config.data, uri=f"{tmp}/ds", loader_batches_per_task=args.batches_per_task[-1])
+            local_rate, _ = ray_rate(replace(config, data=local), args.epochs)
     stack.close()
-    per_core = rate / args.num_cpus / base
     print(f"\nimages: {files} JPEGs {size[0]}x{size[1]} after decode; Ray streamed {images} over {args.epochs} epochs")
     print("| loader | images/s | CPUs | images/s per CPU | ratio per core |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -142,10 +147,11 @@ def main() -> None:
     print(f"| loader work in one process (S3 shards, decode, augment, tokenise; no Ray) | {one_process:.0f} | 1 | "
           f"{one_process:.0f} | {one_process / base:.2f} |")
     if local_rate:
-        print(f"| Ray Data shards on local disk | {local_rate:.0f} | {args.num_cpus} | "
-              f"{local_rate / args.num_cpus:.0f} | {local_rate / args.num_cpus / base:.2f} |")
-    print(f"| Ray Data shards via S3 on 127.0.0.1 | {rate:.0f} | {args.num_cpus} | {rate / args.num_cpus:.0f} | "
-          f"{per_core:.2f} |")
+        print(f"| Ray Data shards on local disk, {args.batches_per_task[-1]} batches per task | {local_rate:.0f} | "
+              f"{args.num_cpus} | {local_rate / args.num_cpus:.0f} | {local_rate / args.num_cpus / base:.2f} |")
+    for per_task, rate in rates.items():
+        print(f"| Ray Data shards via S3 on 127.0.0.1, {per_task} batches per task | {rate:.0f} | {args.num_cpus} | "
+              f"{rate / args.num_cpus:.0f} | {rate / args.num_cpus / base:.2f} |")
 
 
 if __name__ == "__main__":
