@@ -22,7 +22,7 @@ from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.portable import portable_config
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker
-from reid.storage import exists, list_files, read_json, resolve, write_json
+from reid.storage import adopt_s3_filesystem, exists, list_files, read_json, resolve, s3_filesystem, write_json
 from reid.training.batches import (
     InMemoryBatches,
     epoch_passes,
@@ -106,6 +106,8 @@ class RayDataBatches:
 def train_worker(loop_config: dict[str, Any]) -> None:
     """The per-worker function: rebuild the config, build the parts, run the loop, write ``result.json``."""
     config = build_dataclass(Config, yaml.safe_load(loop_config["config_yaml"]), "", "<train job>")
+    if loop_config.get("s3_filesystem") is not None:
+        adopt_s3_filesystem(loop_config["s3_filesystem"])
     context = RayTrainContext()
     if config.train.deterministic:
         torch.set_num_threads(1)
@@ -161,6 +163,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
         "best_uri": f"{run.uri}/best", "pictures_uri": f"{run.uri}/{PICTURES_DIR}",
         "mlflow_uri": mlflow.uri if mlflow else None,
         "mlflow_run_id": mlflow.run_id if mlflow else None,
+        "s3_filesystem": s3_filesystem(config.storage) if _uses_s3(config) else None,
     }
     use_gpu = config.train.gpus_per_worker > 0
     resources = {"CPU": config.train.cpus_per_worker}
@@ -184,6 +187,10 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
                                      resources_per_worker=resources),
         run_config=run_config,
     )
+
+
+def _uses_s3(config: Config) -> bool:
+    return any(uri.startswith("s3://") for uri in (config.data.uri, config.train.storage_uri))
 
 
 def _worker_env() -> dict[str, str]:

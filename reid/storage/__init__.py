@@ -2,6 +2,7 @@
 
 from reid.storage.uri import (
     Location,
+    adopt_s3_filesystem,
     exists,
     list_files,
     read_bytes,
@@ -13,6 +14,6 @@ from reid.storage.uri import (
 )
 
 __all__ = [
-    "Location", "exists", "list_files", "read_bytes", "read_json", "resolve", "s3_filesystem",
+    "Location", "adopt_s3_filesystem", "exists", "list_files", "read_bytes", "read_json", "resolve", "s3_filesystem",
     "write_bytes", "write_json",
 ]

@@ -32,12 +32,27 @@ class Location:
         return Location(uri=uri, filesystem=self.filesystem, path=path)
 
 
+_adopted_s3: pafs.S3FileSystem | None = None
+
+
+def adopt_s3_filesystem(filesystem: pafs.S3FileSystem | None) -> None:
+    """Use ``filesystem`` for every ``s3://`` URI this process resolves from now on (None: back to the
+    environment). A Ray worker adopts the driver's filesystem, credentials included, as Ray Train does for its
+    checkpoint storage: a worker's environment is its node's (a local Ray's is the driver's at the time Ray
+    started), which need not hold the keys the driver was given. Pickled through Ray's object store, never
+    logged."""
+    global _adopted_s3
+    _adopted_s3 = filesystem
+
+
 def s3_filesystem(storage: StorageConfig | None = None) -> pafs.S3FileSystem:
     """An explicit ``S3FileSystem`` (``from_uri`` would look up the region against real AWS).
 
     Endpoint and region come from ``storage`` or ``AWS_ENDPOINT_URL`` / ``AWS_REGION``; keys only from
-    the standard AWS environment variables.
+    the standard AWS environment variables. A filesystem set by :func:`adopt_s3_filesystem` wins.
     """
+    if _adopted_s3 is not None:
+        return _adopted_s3
     storage = storage or StorageConfig()
     env = os.environ
     endpoint = storage.endpoint_url or env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
