@@ -163,7 +163,8 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
         "best_uri": f"{run.uri}/best", "pictures_uri": f"{run.uri}/{PICTURES_DIR}",
         "mlflow_uri": mlflow.uri if mlflow else None,
         "mlflow_run_id": mlflow.run_id if mlflow else None,
-        "s3_filesystem": s3_filesystem(config.storage) if _uses_s3(config) else None,
+        "s3_filesystem": (s3_filesystem(config.storage)
+                          if run.is_remote or resolve(config.data.uri, config.storage).is_remote else None),
     }
     use_gpu = config.train.gpus_per_worker > 0
     resources = {"CPU": config.train.cpus_per_worker}
@@ -187,10 +188,6 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
                                      resources_per_worker=resources),
         run_config=run_config,
     )
-
-
-def _uses_s3(config: Config) -> bool:
-    return any(uri.startswith("s3://") for uri in (config.data.uri, config.train.storage_uri))
 
 
 def _worker_env() -> dict[str, str]:
