@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from reid.data.config import AugmentConfig
-from reid.data.tokenize import load_tokenizer, tokenize
+from reid.data.tokenize import CaptionTokenizer, caption_tokenizer
 from reid.data.transforms import TrainTransform
 
 
@@ -39,12 +39,14 @@ class PKBatchBuilder:
     """
 
     def __init__(
-        self, p: int, k: int, image_size: tuple[int, int], augment: AugmentConfig, tokenizer: str,
+        self, p: int, k: int, image_size: tuple[int, int], augment: AugmentConfig, tokenizer: str | CaptionTokenizer,
         max_length: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
     ) -> None:
         self.p, self.k = p, k
         self.transform = train_transform(image_size, augment)
-        self.tokenizer = load_tokenizer(tokenizer)
+        if isinstance(tokenizer, str) or tokenizer.max_length != max_length:
+            tokenizer = caption_tokenizer(tokenizer if isinstance(tokenizer, str) else tokenizer.name, max_length)
+        self.tokenizer = tokenizer
         self.max_length = max_length
         self.descriptions = descriptions or {}
         self.seed = seed
@@ -84,13 +86,13 @@ class PKBatchBuilder:
 
     def encode_texts(self, captions: list[str], image_ids: list[str]) -> dict[str, np.ndarray]:
         """Tokenised captions and identity/clothing descriptions (empty where an image has none)."""
-        caption_ids, caption_mask = tokenize(self.tokenizer, captions, self.max_length)
+        caption_ids, caption_mask = self.tokenizer(captions)
         out = {"caption_ids": caption_ids, "caption_mask": caption_mask}
         for key, column in (("id_desc", "identity"), ("clo_desc", "clothing")):
             texts = [str(self.descriptions.get(i, {}).get(column) or "") for i in image_ids]
             has = np.asarray([bool(t.strip()) for t in texts])
             if has.any():
-                token_ids, mask = tokenize(self.tokenizer, texts, self.max_length)
+                token_ids, mask = self.tokenizer(texts)
             else:  # nothing to encode: skip the tokenizer
                 token_ids = np.zeros((len(texts), self.max_length), dtype=np.int64)
                 mask = np.zeros_like(token_ids)

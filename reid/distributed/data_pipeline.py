@@ -13,6 +13,7 @@ import ray
 from reid.data.batching import PKBatchBuilder
 from reid.data.config import DataConfig
 from reid.data.records import explode_identity
+from reid.data.tokenize import caption_tokenizer
 from reid.data.transforms import eval_transform
 from reid.storage import list_files, resolve
 from reid.storage.config import StorageConfig
@@ -48,7 +49,8 @@ def build_pk_batches_from_shards(
 
     ``items["first"]`` is the stream-wide index of the shard's first batch: only batches whose index is
     ``rank`` modulo ``world_size`` are built (a shard holding none is not even read), so each rank decodes its
-    own batches only. The tokenizer is cached per worker process, so tasks stay cheap.
+    own batches only. The tokenizer arrives as a :class:`CaptionTokenizer` (no transformers import in loader
+    processes) and is rebuilt once per worker process, so tasks stay cheap.
     """
     firsts = items["first"] if "first" in items else np.zeros(len(items["path"]), dtype=np.int64)
     counts = items["count"] if "count" in items else np.full(len(items["path"]), world_size, dtype=np.int64)
@@ -68,7 +70,8 @@ def pk_builder_kwargs(cfg: DataConfig, descriptions: Mapping[str, Mapping[str, A
     """The :class:`PKBatchBuilder` arguments of ``cfg`` (seed aside)."""
     return {
         "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
-        "tokenizer": cfg.tokenizer, "max_length": cfg.max_text_length, "descriptions": dict(descriptions or {}),
+        "tokenizer": caption_tokenizer(cfg.tokenizer, cfg.max_text_length), "max_length": cfg.max_text_length,
+        "descriptions": dict(descriptions or {}),
     }
 
 
