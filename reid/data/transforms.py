@@ -23,14 +23,20 @@ def decode_image(data: bytes) -> Image.Image:
         image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """Resize to ``size = (H, W)`` with bicubic filtering; returns ``uint8 [3, H, W]``."""
+    return np.ascontiguousarray(_resized_hwc(image, size).transpose(2, 0, 1))
+
+
+def _resized_hwc(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """``image`` at ``size = (H, W)`` (bicubic, skipped when it already is) as ``uint8 [H, W, 3]``."""
     height, width = size
-    resized = image.resize((width, height), Image.Resampling.BICUBIC)
-    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def hflip(array: np.ndarray) -> np.ndarray:
@@ -57,7 +63,21 @@ def random_erasing(
     attempts: int = 10,
 ) -> np.ndarray:
     """Fill one random rectangle (``area`` fraction of the image, aspect in ``ratio``) with random pixels."""
-    channels, height, width = array.shape
+    rect = _erasing_rectangle(array.shape, rng, area, ratio, attempts)
+    if rect is None:
+        return array
+    out = array.copy()
+    top, left, fill = rect
+    out[:, top : top + fill.shape[1], left : left + fill.shape[2]] = fill
+    return out
+
+
+def _erasing_rectangle(
+    shape: tuple[int, ...], rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.4),
+    ratio: tuple[float, float] = (0.3, 3.3), attempts: int = 10,
+) -> tuple[int, int, np.ndarray] | None:
+    """The rectangle :func:`random_erasing` fills: ``(top, left, pixels uint8 [C, h, w])``, or None."""
+    channels, height, width = shape
     for _ in range(attempts):
         target = rng.uniform(*area) * height * width
         aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
@@ -66,10 +86,8 @@ def random_erasing(
         if 0 < h < height and 0 < w < width:
             top = int(rng.integers(0, height - h + 1))
             left = int(rng.integers(0, width - w + 1))
-            out = array.copy()
-            out[:, top : top + h, left : left + w] = rng.integers(0, 256, (channels, h, w), dtype=np.uint8)
-            return out
-    return array
+            return top, left, rng.integers(0, 256, (channels, h, w), dtype=np.uint8)
+    return None
 
 
 @dataclass(frozen=True)
@@ -82,13 +100,27 @@ class TrainTransform:
     erasing_prob: float = 0.5
 
     def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
-        array = resize(decode_image(data), self.size)
+        """``uint8 [3, H, W]``: the same pixels and draws from ``rng`` as ``resize`` -> ``hflip`` -> ``pad_crop``
+        -> ``random_erasing`` one after the other, written with one copy instead of one per step."""
+        height, width = self.size
+        hwc = _resized_hwc(decode_image(data), self.size)
         if self.flip_prob > 0 and rng.random() < self.flip_prob:
-            array = hflip(array)
-        array = pad_crop(array, self.pad, rng)
+            hwc = hwc[:, ::-1]
+        if self.pad > 0:  # the crop of the zero-padded image: a shifted copy with a zero border
+            dy = int(rng.integers(0, 2 * self.pad + 1)) - self.pad
+            dx = int(rng.integers(0, 2 * self.pad + 1)) - self.pad
+            out = np.zeros((3, height, width), dtype=np.uint8)
+            if abs(dy) < height and abs(dx) < width:
+                src = hwc[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)]
+                out[:, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)] = src.transpose(2, 0, 1)
+        else:
+            out = np.ascontiguousarray(hwc.transpose(2, 0, 1))
         if self.erasing_prob > 0 and rng.random() < self.erasing_prob:
-            array = random_erasing(array, rng)
-        return array
+            rect = _erasing_rectangle(out.shape, rng)
+            if rect is not None:
+                top, left, fill = rect
+                out[:, top : top + fill.shape[1], left : left + fill.shape[2]] = fill
+        return out
 
 
 def eval_transform(data: bytes, size: tuple[int, int]) -> np.ndarray:

@@ -15,6 +15,7 @@ from reid.data.transforms import (
     hflip,
     pad_crop,
     random_erasing,
+    resize,
 )
 
 from .conftest import jpeg_bytes
@@ -59,6 +60,26 @@ def test_train_transform_is_deterministic_given_the_generator() -> None:
     assert np.array_equal(a, b) and a.shape == (3, 64, 32)
     plain = TrainTransform(size=(64, 32), flip_prob=0.0, pad=0, erasing_prob=0.0)
     assert np.array_equal(plain(jpeg_bytes(2), np.random.default_rng(1)), eval_transform(jpeg_bytes(2), (64, 32)))
+
+
+@pytest.mark.parametrize(("size", "pad"), [((64, 32), 4), ((32, 16), 0), ((24, 12), 20), ((48, 24), 10)])
+def test_train_transform_equals_its_steps_one_after_the_other(size: tuple[int, int], pad: int) -> None:
+    """The one-copy transform gives the pixels of resize -> hflip -> pad_crop -> random_erasing, drawing the
+    same numbers from the generator (so later draws agree too); sizes both equal to and unlike the JPEG's."""
+    transform = TrainTransform(size=size, flip_prob=0.5, pad=pad, erasing_prob=0.5)
+    for seed in range(40):
+        data = jpeg_bytes(seed % 4)
+        rng, ref_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        ref = resize(decode_image(data), size)
+        if ref_rng.random() < 0.5:
+            ref = hflip(ref)
+        ref = pad_crop(ref, pad, ref_rng)
+        if ref_rng.random() < 0.5:
+            ref = random_erasing(ref, ref_rng)
+        out = transform(data, rng)
+        assert out.flags.c_contiguous and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, ref)
+        assert rng.random() == ref_rng.random()
 
 
 def test_sample_k_with_and_without_replacement() -> None:
