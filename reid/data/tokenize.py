@@ -90,7 +90,7 @@ class CaptionTokenizer:
 class _CachedBackend:
     """A padded, truncating ``tokenizers.Tokenizer`` with a per-process memo of the captions it has encoded.
 
-    Training draws the same captions every epoch, and encoding one costs ~0.1-0.15 ms (as much as a tenth of
+    Training draws the same captions every epoch, and encoding one costs ~0.1-0.15 ms (about a sixth of
     decoding and augmenting its image), so each caption is encoded once per process: its unpadded ids are kept
     (``int32``, ~0.3 KB per caption; at most ``limit`` captions, later ones are encoded every time). Padding is on
     the right, so row ``i`` is its ids then ``pad_id``, and its mask is ones over the ids then zeros.
