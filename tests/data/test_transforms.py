@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from reid.data.batching import PKBatchBuilder, sample_k
 from reid.data.config import AugmentConfig
@@ -11,6 +14,8 @@ from reid.data.transforms import (
     ImageDecodeError,
     TrainTransform,
     decode_image,
+    decode_rgb,
+    decode_rgb_pil,
     eval_transform,
     hflip,
     pad_crop,
@@ -30,6 +35,41 @@ def test_eval_transform_sizes(size: tuple[int, int]) -> None:
 def test_decode_rejects_corrupt_bytes() -> None:
     with pytest.raises(ImageDecodeError):
         decode_image(jpeg_bytes(1)[:50])
+
+
+def encoded(mode: str, fmt: str = "JPEG", **save: object) -> bytes:
+    """A 40x24 noisy image in ``mode``, encoded as ``fmt`` with PIL's ``save`` options."""
+    pixels = np.random.default_rng(5).integers(0, 256, (40, 24, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("mode", "fmt", "save"), [
+    ("RGB", "JPEG", {}),
+    ("RGB", "JPEG", {"quality": 95, "subsampling": 0}),
+    ("RGB", "JPEG", {"progressive": True}),
+    ("L", "JPEG", {}),
+    ("CMYK", "JPEG", {}),
+    ("RGB", "PNG", {}),
+    ("RGBA", "PNG", {}),
+])
+def test_decode_rgb_gives_the_pixels_of_the_pil_decode(mode: str, fmt: str, save: dict[str, object]) -> None:
+    """libjpeg-turbo directly (JPEG) or PIL (the rest, and JPEGs it refuses such as CMYK): PIL's RGB pixels."""
+    data = encoded(mode, fmt, **save)
+    out = decode_rgb(data)
+    assert out.shape == (40, 24, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, decode_rgb_pil(data))
+
+
+@pytest.mark.parametrize("data", [
+    encoded("RGB")[: len(encoded("RGB")) // 2],  # truncated: recoverable for libjpeg, an error here
+    b"\xff\xd8\xff" + b"\x00" * 64,  # a JPEG marker and nothing valid after it
+    b"not an image",
+])
+def test_decode_rgb_rejects_corrupt_bytes(data: bytes) -> None:
+    with pytest.raises(ImageDecodeError):
+        decode_rgb(data)
 
 
 def test_hflip_and_pad_crop() -> None:
