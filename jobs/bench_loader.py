@@ -85,21 +85,19 @@ def set_affinity(pid: int, cores: set[int]) -> None:
             os.sched_setaffinity(int(task.name), cores)
 
 
-def start_ray(num_cpus: int, pin: bool, others: list[int]) -> str:
-    """Start a local Ray with ``num_cpus`` CPUs. With ``pin`` and more cores on the host, pin Ray's processes
-    (its own services too) to the last ``num_cpus`` cores and this process and ``others`` (the S3 server) to
-    the rest, so Ray's CPUs are cores of their own. Returns a description of the placement."""
+def start_ray(num_cpus: int, host_cores: list[int] | None, others: list[int]) -> str:
+    """Start a local Ray with ``num_cpus`` CPUs. Given ``host_cores`` (pinning) and more of them than
+    ``num_cpus``, pin Ray's processes (its own services too) to the last ``num_cpus`` cores and this process and
+    ``others`` (the S3 server) to the rest, so Ray's CPUs are cores of their own. Returns the placement."""
     from reid.distributed.runtime import ensure_ray
 
-    cores = sorted(os.sched_getaffinity(0))
-    if not pin:
+    if host_cores is None:
         ensure_ray(num_cpus=num_cpus)
-        return f"Ray, the consumer and the S3 server share the host's {len(cores)} cores"
-    if num_cpus >= len(cores):
-        set_affinity(os.getpid(), set(cores))
-        ensure_ray(num_cpus=num_cpus)
-        return f"Ray shares all {len(cores)} cores with the consumer and the S3 server"
-    ray_cores, rest = set(cores[-num_cpus:]), set(cores[:-num_cpus])
+        return "Ray, the consumer and the S3 server share the host's cores"
+    if num_cpus >= len(host_cores):
+        ray_cores = rest = set(host_cores)
+    else:
+        ray_cores, rest = set(host_cores[-num_cpus:]), set(host_cores[:-num_cpus])
     set_affinity(os.getpid(), ray_cores)  # the processes ray.init starts inherit this
     ensure_ray(num_cpus=num_cpus)
     for pid in (os.getpid(), *others):
@@ -162,6 +160,7 @@ def main() -> None:
     from reid.distributed.prepare_job import prepare_dataset
 
     stack = contextlib.ExitStack()
+    host_cores = sorted(os.sched_getaffinity(0))
     endpoint, s3_pid = stack.enter_context(s3_server_process())
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
                        "AWS_ENDPOINT_URL": endpoint})
@@ -194,7 +193,7 @@ def main() -> None:
 
         for index, num_cpus in enumerate(args.num_cpus):
             ray.shutdown()
-            log(start_ray(num_cpus, args.pin, [s3_pid]))
+            log(start_ray(num_cpus, host_cores if args.pin else None, [s3_pid]))
             if index == 0:  # the datasets (prepared on Ray Data) and the one-process row, once
                 prepare_dataset("cuhk-pedes", str(raw), "s3://bench-loader/ds")
                 if args.local:
