@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from reid.data import transforms
 from reid.data.batching import PKBatchBuilder, sample_k
 from reid.data.config import AugmentConfig
 from reid.data.transforms import (
@@ -55,11 +56,28 @@ def encoded(mode: str, fmt: str = "JPEG", **save: object) -> bytes:
     ("RGBA", "PNG", {}),
 ])
 def test_decode_rgb_gives_the_pixels_of_the_pil_decode(mode: str, fmt: str, save: dict[str, object]) -> None:
-    """libjpeg-turbo directly (JPEG) or PIL (the rest, and JPEGs it refuses such as CMYK): PIL's RGB pixels."""
+    """libjpeg-turbo directly (YCbCr and greyscale JPEGs) or PIL (the rest, CMYK JPEGs included): PIL's pixels."""
     data = encoded(mode, fmt, **save)
     out = decode_rgb(data)
     assert out.shape == (40, 24, 3) and out.dtype == np.uint8
     assert np.array_equal(out, decode_rgb_pil(data))
+
+
+def test_decode_rgb_sends_only_cmyk_jpegs_and_other_formats_to_pil(monkeypatch: pytest.MonkeyPatch) -> None:
+    pil_calls: list[bytes] = []
+
+    def counted(data: bytes) -> np.ndarray:
+        pil_calls.append(data)
+        return decode_rgb_pil(data)
+
+    monkeypatch.setattr(transforms, "decode_rgb_pil", counted)
+    for fast in (encoded("RGB"), encoded("RGB", progressive=True), encoded("L")):
+        decode_rgb(fast)
+    assert pil_calls == []
+    slow = [encoded("CMYK"), encoded("RGB", "PNG")]
+    for data in slow:
+        decode_rgb(data)
+    assert pil_calls == slow
 
 
 @pytest.mark.parametrize("data", [
