@@ -35,7 +35,8 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def baseline_rate(image_dir: Path, transform, repeats: int) -> tuple[float, int]:  # noqa: ANN001
+def baseline_rate(image_dir: Path, transform, repeats: int) -> float:  # noqa: ANN001
+    """Images/s of ``transform`` over the JPEG files under ``image_dir`` (read from disk), ``repeats`` passes."""
     files = sorted(image_dir.rglob("*.jpg"))
     rng = np.random.default_rng(0)
     start = time.perf_counter()
@@ -43,7 +44,7 @@ def baseline_rate(image_dir: Path, transform, repeats: int) -> tuple[float, int]
         for path in files:
             transform(path.read_bytes(), rng)
     elapsed = time.perf_counter() - start
-    return len(files) * repeats / elapsed, len(files)
+    return len(files) * repeats / elapsed
 
 
 def builder_rate(config, epochs: int) -> float:  # noqa: ANN001
@@ -185,7 +186,7 @@ def main() -> None:
             so each round's ratio uses the baseline measured just before it."""
             rates, bases = [], []
             for _ in range(args.repeats):
-                bases.append(baseline_rate(raw / "imgs", pil_loop, repeats=args.epochs)[0])
+                bases.append(baseline_rate(raw / "imgs", pil_loop, repeats=args.epochs))
                 rates.append(rate())
             rows.append((name, cpus, rates, bases))
             pairs = ", ".join(f"{r:.0f} (baseline {b:.0f})" for r, b in zip(rates, bases, strict=True))
@@ -199,7 +200,7 @@ def main() -> None:
                 if args.local:
                     prepare_dataset("cuhk-pedes", str(raw), f"{tmp}/ds")
                 measure("the loader's transform alone in one process (local JPEG files; no shards, no tokeniser)", 1,
-                        lambda: baseline_rate(raw / "imgs", transform, repeats=args.epochs)[0])
+                        lambda: baseline_rate(raw / "imgs", transform, repeats=args.epochs))
                 measure("the loader's work in one process (S3 shards, decode, augment, tokenise; no Ray)", 1,
                         lambda: builder_rate(config, args.epochs))
             for per_task in args.batches_per_task:

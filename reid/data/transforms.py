@@ -52,8 +52,9 @@ def decode_rgb(data: bytes) -> np.ndarray:
     return decode_rgb_pil(data)
 
 
-def resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """Resize to ``size = (H, W)`` with bicubic filtering; returns ``uint8 [3, H, W]``."""
+def resize(image: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image (PIL, or ``uint8 [h, w, 3]``) to ``size = (H, W)`` with bicubic filtering; returns
+    ``uint8 [3, H, W]``."""
     return np.ascontiguousarray(_resized_hwc(np.asarray(image, dtype=np.uint8), size).transpose(2, 0, 1))
 
 
@@ -156,4 +157,4 @@ class TrainTransform:
 
 def eval_transform(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Deterministic evaluation transform: decode and resize to ``size = (H, W)``; ``uint8 [3, H, W]``."""
-    return np.ascontiguousarray(_resized_hwc(decode_rgb(data), size).transpose(2, 0, 1))
+    return resize(decode_rgb(data), size)
