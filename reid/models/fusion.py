@@ -2,24 +2,33 @@
 
 Paper 3.4: MLPs align ``f_id^gate`` and ``f_id^t`` to ``f_img``, ``f_txt``;
 ``g_fus = Softmax(W_f [f_img; f_txt])`` gives ``w_img + w_txt = 1``; ``f_fusion = w_img f_img + w_txt f_txt``;
-``f^(l+1) = Mamba(f^(l)) + f^(l)``; a projection gives ``f_final [B, D_out]``. Here both features stay token
-sequences: the gate reads their masked-mean-pooled aligned features, the fused input is the sequence
-``[w_img * image tokens ; w_txt * text tokens]`` (real text tokens first, padding last), every layer is
-pre-norm ``x + Layer(Norm(x))``, and a final norm, masked mean pooling and the projection give the
-gallery embedding. Layer kinds are the paper's table-2 rows: ``mamba`` (a Mamba mixer), ``transformer`` (an
-encoder layer of equal width and depth), ``mlp`` (per token, no sequence mixing: "w/o Mamba") and ``none``
-(image tokens only, no layers: "baseline w/o fusion").
+``f^(l+1) = Mamba(f^(l)) + f^(l)``; a projection gives ``f_final [B, D_out]``.
+
+Here both features stay token sequences. The gate reads their masked-mean-pooled aligned features (before
+any mixing, the paper's pre-fusion gate). The unweighted sequence ``[image tokens ; text tokens]`` (real
+text tokens first, padding last) goes through pre-norm residual layers ``x + Layer(Norm(x))``, where the
+modalities interact; a final per-token norm and masked mean pooling over each modality's positions give
+``f_img`` and ``f_txt``, and the gallery embedding is ``proj(w_img f_img + w_txt f_txt)``. The modality
+weights are applied after the last normalisation, so nothing can undo them: ``w_img -> 0`` leaves only
+what the text positions carry (the image only through the mixing), and the reverse. A weight applied to
+the tokens before a pre-norm stack and a per-token norm is normalised away (the first build did that).
+
+Layer kinds are the paper's table-2 rows: ``mamba`` (a bidirectional Mamba layer, a forward and a
+reversed scan, so that image positions see the description too; a causal scan with image tokens first
+never lets them), ``transformer`` (an encoder layer of equal width and depth), ``mlp`` (per token, no
+sequence mixing: "w/o Mamba") and ``none`` (image tokens only, no layers: "baseline w/o fusion").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from reid.models.config import FusionConfig
-from reid.models.mamba import MambaMixerLayer
+from reid.models.mamba import BidirectionalMamba
 
 FUSION_KINDS = ("mamba", "transformer", "mlp", "none")
 
@@ -41,9 +50,10 @@ class _Residual(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        # The mask is not needed: a Mamba mixer is causal and padding comes last, so padding never reaches a
-        # real token (and the "mlp" layer works per token); pooling drops the padded positions.
-        return x + self.dropout(self.layer(self.norm(x)))
+        """``x [B, L, W]``; ``mask [B, L]`` bool (real tokens first, padding last)."""
+        if isinstance(self.layer, BidirectionalMamba):
+            return x + self.dropout(self.layer(self.norm(x), mask))
+        return x + self.dropout(self.layer(self.norm(x)))  # the "mlp" layer works per token
 
 
 class _TransformerLayer(nn.Module):
@@ -70,6 +80,17 @@ def _padding_last(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
     tokens = torch.gather(tokens, 1, order.unsqueeze(-1).expand_as(tokens))
     return tokens, torch.gather(mask, 1, order)
+
+
+@dataclass
+class FusedSequence:
+    """The fusion stack's output: ``tokens [B, L + T, W]`` (image positions first), ``mask [B, L + T]`` bool
+    (real tokens; a row's text padding last) and the modality weights ``w_img``, ``w_txt`` ``[B]``."""
+
+    tokens: Tensor
+    mask: Tensor
+    w_img: Tensor
+    w_txt: Tensor
 
 
 class FusionModule(nn.Module):
@@ -133,7 +154,7 @@ class FusionModule(nn.Module):
         if kind == "transformer":
             return _TransformerLayer(width, heads, ff_mult, dropout)
         if kind == "mamba":
-            return _Residual(MambaMixerLayer(width, d_state=d_state, d_conv=d_conv, expand=expand), width, dropout)
+            return _Residual(BidirectionalMamba(width, d_state=d_state, d_conv=d_conv, expand=expand), width, dropout)
         mlp = nn.Sequential(nn.Linear(width, expand * width), nn.GELU(), nn.Dropout(dropout),
                             nn.Linear(expand * width, width))
         return _Residual(mlp, width, dropout)
@@ -149,15 +170,34 @@ class FusionModule(nn.Module):
 
         ``text_mask [B, T]`` (bool or 0/1, True = real token; default all real) and ``has_text [B]`` (False:
         no description, so ``w_img = 1``, ``w_txt = 0`` and the text tokens are ignored; default: rows with a
-        real token). Returns ``embedding [B, out_dim]``, ``w_img [B]``, ``w_txt [B]``.
+        real token). Returns ``embedding [B, out_dim]`` = ``proj(w_img f_img + w_txt f_txt)``, ``w_img [B]``,
+        ``w_txt [B]``.
         """
+        mixed = self.contextualise(image_tokens, text_tokens, text_mask, has_text)
+        tokens = self.norm(mixed.tokens)
+        length = image_tokens.shape[1]
+        fused = tokens[:, :length].mean(1)
+        if mixed.tokens.shape[1] > length:
+            text = _masked_mean(tokens[:, length:], mixed.mask[:, length:])
+            fused = mixed.w_img[:, None] * fused + mixed.w_txt[:, None] * text
+        return {"embedding": self.proj(fused), "w_img": mixed.w_img, "w_txt": mixed.w_txt}
+
+    def contextualise(
+        self,
+        image_tokens: Tensor,
+        text_tokens: Tensor | None = None,
+        text_mask: Tensor | None = None,
+        has_text: Tensor | None = None,
+    ) -> FusedSequence:
+        """The aligned sequence ``[image ; text]`` after the residual layers, before the final norm, with
+        the modality weights computed from it before mixing (arguments as :meth:`forward`)."""
         self._check(image_tokens, text_tokens, text_mask, has_text)
         image = self.image_align(image_tokens)
         nbatch, length = image.shape[:2]
-        image_mask = torch.ones(nbatch, length, dtype=torch.bool, device=image.device)
+        mask = torch.ones(nbatch, length, dtype=torch.bool, device=image.device)
         ones = image.new_ones(nbatch)
         if self.text_align is None or text_tokens is None:
-            w_img, w_txt, sequence, mask = ones, torch.zeros_like(ones), image, image_mask
+            w_img, w_txt, sequence = ones, torch.zeros_like(ones), image
         else:
             text_mask = (torch.ones(text_tokens.shape[:2], dtype=torch.bool, device=image.device)
                          if text_mask is None else text_mask.to(device=image.device, dtype=torch.bool))
@@ -165,12 +205,11 @@ class FusionModule(nn.Module):
             text_mask = text_mask & present[:, None]
             text, text_mask = _padding_last(self.text_align(text_tokens), text_mask)
             w_img, w_txt = self._modality_weights(image, text, text_mask, present)
-            sequence = torch.cat([w_img[:, None, None] * image, w_txt[:, None, None] * text], dim=1)
-            mask = torch.cat([image_mask, text_mask], dim=1)
+            sequence = torch.cat([image, text], dim=1)
+            mask = torch.cat([mask, text_mask], dim=1)
         for layer in self.layers:
             sequence = layer(sequence, mask)
-        embedding = self.proj(_masked_mean(self.norm(sequence), mask))
-        return {"embedding": embedding, "w_img": w_img, "w_txt": w_txt}
+        return FusedSequence(sequence, mask, w_img, w_txt)
 
     def _modality_weights(self, image: Tensor, text: Tensor, text_mask: Tensor, present: Tensor
                           ) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ from torch import nn
 
 from reid.models.config import FusionConfig
 from reid.models.fusion import FUSION_KINDS, FusionModule, build_fusion
-from reid.models.mamba import MambaMixerLayer
+from reid.models.mamba import BidirectionalMamba, MambaMixerLayer
 
 IMAGE_DIM, TEXT_DIM, WIDTH, OUT = 20, 12, 16, 8
 MIXING_KINDS = ("mamba", "transformer", "mlp")
@@ -128,9 +128,11 @@ def test_build_fusion_reads_the_config() -> None:
     cfg = FusionConfig(kind="mamba", layers=3, width=32, d_state=8, d_conv=3, expand=3, align=False, gate=False)
     module = build_fusion(cfg, image_dim=40, text_dim=24, out_dim=12, dropout=0.0)
     assert len(module.layers) == 3 and module.gate is None and isinstance(module.text_align, nn.Linear)
-    mixer = module.layers[0].layer
-    assert isinstance(mixer, MambaMixerLayer)
-    assert tuple(mixer.A_log.shape) == (96, 8) and mixer.conv1d.kernel_size == (3,)
+    layer = module.layers[0].layer
+    assert isinstance(layer, BidirectionalMamba)
+    for mixer in (layer.forward_mixer, layer.backward_mixer):
+        assert isinstance(mixer, MambaMixerLayer)
+        assert tuple(mixer.A_log.shape) == (96, 8) and mixer.conv1d.kernel_size == (3,)
     assert module.proj.out_features == 12 and module.image_align.in_features == 40
     transformer = build_fusion(FusionConfig(kind="transformer", width=32, heads=4, ff_mult=2), 40, 24, 12, 0.1)
     layer = transformer.layers[0].layer
