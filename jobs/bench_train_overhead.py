@@ -33,8 +33,7 @@ def run_steps(config: Config, engine_name: str, steps: int, warmup: int, threads
     """Samples/s of ``steps`` optimiser steps after ``warmup`` steps, with the loop's step order."""
     from dataclasses import replace
 
-    from reid.losses.gradnorm import build_balancer
-    from reid.losses.objective import compute_losses, enabled_terms
+    from reid.losses.objective import compute_losses, create_balancer
     from reid.models.factory import build_model
     from reid.training.setup import build_engine, seed_everything
 
@@ -44,8 +43,8 @@ def run_steps(config: Config, engine_name: str, steps: int, warmup: int, threads
     seed_everything(config.seed, False)
     model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
     engine = build_engine(config, model, steps + warmup, 1)
-    balancer = build_balancer(config.gradnorm, enabled_terms(config.loss, config.model.bdam.enabled,
-                                                             config.model.bdam.gate))
+    balancer = create_balancer(config.loss, config.gradnorm, config.model.bdam.enabled,
+                               config.model.bdam.gate)
     start, samples = 0.0, 0
     for i, batch in enumerate(batches):
         if i == warmup:

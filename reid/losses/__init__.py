@@ -6,7 +6,7 @@ from reid.losses.contrastive import clothing_match, infonce
 from reid.losses.decoupling import hsic
 from reid.losses.gate import gate_regularization
 from reid.losses.gradnorm import FixedWeights, GradNorm, build_balancer
-from reid.losses.objective import compute_losses, enabled_terms, weighted_total
+from reid.losses.objective import compute_losses, create_balancer, enabled_terms, weighted_total
 from reid.losses.triplet import triplet_batch_hard
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "clothing_adversarial",
     "clothing_match",
     "compute_losses",
+    "create_balancer",
     "enabled_terms",
     "gate_regularization",
     "hsic",

@@ -13,6 +13,16 @@ class LossConfig:
 
     ``temperature`` is the tau of InfoNCE (eq. 3), of the clothing adversarial loss (eq. 1) and of the
     optional clothing-matching InfoNCE. ``hsic_sigma`` is the RBF bandwidth (None: median heuristic).
+    ``gate_reg_weight`` is the constant weight of the gate regulariser, which is not a GradNorm task (eq. 6
+    balances InfoNCE, triplet, adversarial and decoupling; ``gradnorm.include_gate_reg`` puts it back).
+
+    ``clothing_moves_text``: whether the adversarial and clothing-matching terms may train the text tower
+    and ``text_proj``, which also embed the queries. Off by default: eq. 1 exists to purge clothing from the
+    *visual* features; with the text side free, the cheapest way to lower ``P_pos`` is to move clothing
+    descriptions away from everything visual, which drags the query tower (whose captions are mostly
+    clothing words) along. The paper is silent. ``adversarial`` and ``clothing_match`` cannot both be on:
+    one lowers ``P_pos`` and the other raises it on the same pairs, so together they only pin ``P_pos``
+    at 0.5 (their sum ``-log P - log(1 - P)`` is smallest there).
     """
 
     infonce: bool = True
@@ -25,8 +35,16 @@ class LossConfig:
     triplet_margin: float = 0.3
     hsic_kernel: Literal["linear", "rbf"] = "linear"
     hsic_sigma: float | None = None
+    gate_reg_weight: float = 1.0
+    clothing_moves_text: bool = False
 
     def __post_init__(self) -> None:
+        if self.adversarial and self.clothing_match:
+            raise ValueError("loss.adversarial and loss.clothing_match cannot both be true: one lowers and the "
+                             "other raises the same matching probability (together they pin it at 0.5); "
+                             "switch one off")
+        if not self.gate_reg_weight >= 0:
+            raise ValueError(f"loss.gate_reg_weight must be >= 0, got {self.gate_reg_weight}")
         if not self.temperature > 0:
             raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
         if not self.triplet_margin >= 0:
@@ -41,7 +59,10 @@ class GradNormConfig:
 
     ``reference`` picks G_ref of eq. 5: ``"mean"`` is the mean weighted gradient norm over tasks (the
     original GradNorm, the default: it converges where ``"first"`` drifts, see :class:`GradNorm`),
-    ``"first"`` the first task's (the paper's wording). ``update_every`` updates the weights
+    ``"first"`` the first task's (the paper's wording). ``include_gate_reg`` makes the gate regulariser a
+    GradNorm task too (default: a fixed-weight term, ``loss.gate_reg_weight``; its gradient on the shared
+    layer is ~15x smaller than InfoNCE's, so GradNorm's balance point gave it the largest weight).
+    ``update_every`` updates the weights
     every n-th step only (each update costs one partial backward per task). ``fixed_weights`` are the
     constant weights used when ``enabled`` is false (tasks not named get 1.0).
     """
@@ -54,6 +75,7 @@ class GradNormConfig:
     log_reg: float = 1e-3
     reference: Literal["first", "mean"] = "mean"
     update_every: int = 1
+    include_gate_reg: bool = False
     fixed_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

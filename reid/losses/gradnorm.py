@@ -42,6 +42,9 @@ class GradNorm(nn.Module):
     the gradient balance: on a two-task toy with a x100 loss scale it pushed the large task's weight
     towards the lower clip while that task's gap to its target grew, where ``"mean"`` converged.
 
+    ``fixed`` names terms that are summed with constant weights and never balanced (the gate regulariser
+    by default): :meth:`weighted_loss` adds them, :meth:`update` leaves them out.
+
     A task whose loss is 0 on a step (e.g. a batch without clothing descriptions) sits that step out:
     it is left out of the L1 sum, of the mean ratio and of :math:`G_{ref}`. After each step the weights
     are rescaled by one common factor so that :math:`\sum_k w_k = K` with each in ``clip`` (both hold
@@ -68,9 +71,11 @@ class GradNorm(nn.Module):
 
     def __init__(self, task_names: Sequence[str], alpha: float = 1.5, lr: float = 0.025,
                  clip: tuple[float, float] = (1e-4, 10.0), log_reg: float = 1e-3,
-                 reference: Literal["first", "mean"] = "mean", update_every: int = 1) -> None:
+                 reference: Literal["first", "mean"] = "mean", update_every: int = 1,
+                 fixed: Mapping[str, float] | None = None) -> None:
         super().__init__()
         self.task_names = _check_names(task_names)
+        self.fixed = _check_fixed(fixed, self.task_names)
         if not 0 < clip[0] <= 1.0 <= clip[1]:
             raise ValueError(f"GradNorm: clip must satisfy 0 < low <= 1 <= high, got {clip}")
         if reference not in ("first", "mean"):
@@ -89,15 +94,17 @@ class GradNorm(nn.Module):
         self._warned: set[str] = set()
 
     def weights(self) -> dict[str, float]:
-        """Current task weights ``{name: w_k}``."""
-        return dict(zip(self.task_names, self.log_weights.detach().exp().tolist(), strict=True))
+        """Current task weights ``{name: w_k}`` (and the constant weights of the ``fixed`` terms)."""
+        return {**dict(zip(self.task_names, self.log_weights.detach().exp().tolist(), strict=True)), **self.fixed}
 
     def weighted_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
-        """The model loss ``sum_k w_k.detach() * L_k`` (first term of eq. 6, weights constant).
+        """The model loss ``sum_k w_k.detach() * L_k`` (first term of eq. 6, weights constant) plus the
+        ``fixed`` terms at their constant weights.
 
-        losses: ``{name: scalar}`` with exactly this balancer's task names.
+        losses: ``{name: scalar}`` with exactly this balancer's task and fixed names.
         """
-        return weighted_sum(_ordered(losses, self.task_names), self.log_weights.detach().exp())
+        balanced = weighted_sum(_ordered(losses, self.task_names, self.fixed), self.log_weights.detach().exp())
+        return _plus_fixed(balanced, losses, self.fixed)
 
     def will_update(self) -> bool:
         """Whether the next :meth:`update` computes gradients (then the graph must still be alive)."""
@@ -114,7 +121,7 @@ class GradNorm(nn.Module):
         if not (self.training and torch.is_grad_enabled()):
             return
         if self.will_update():
-            self._update(_ordered(losses, self.task_names), list(shared_params))
+            self._update(_ordered(losses, self.task_names, self.fixed), list(shared_params))
         self.steps += 1
 
     def balance(self, losses: Mapping[str, Tensor], shared_params: Iterable[Tensor]) -> Tensor:
@@ -195,7 +202,7 @@ class GradNorm(nn.Module):
         return {"task_names": list(self.task_names), "optimizer": self.optimizer.state_dict()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        if list(state["task_names"]) != list(self.task_names):
+        if list(state["task_names"]) != list(self.task_names):  # a checkpoint from before a task moved
             raise ValueError(f"GradNorm.load_state_dict: checkpoint tasks {state['task_names']} differ from "
                              f"{list(self.task_names)}")
         self.optimizer.load_state_dict(state["optimizer"])
@@ -238,12 +245,14 @@ class FixedWeights(nn.Module):
         return {f"weight/{name}": value for name, value in self.weights().items()}
 
 
-def build_balancer(cfg: GradNormConfig, task_names: Sequence[str]) -> GradNorm | FixedWeights:
-    """GradNorm from ``cfg`` when ``cfg.enabled``, else :class:`FixedWeights` with ``cfg.fixed_weights``."""
+def build_balancer(cfg: GradNormConfig, task_names: Sequence[str],
+                   fixed: Mapping[str, float] | None = None) -> GradNorm | FixedWeights:
+    """GradNorm over ``task_names`` from ``cfg`` when ``cfg.enabled`` (``fixed`` terms at constant weights),
+    else :class:`FixedWeights` over both, ``cfg.fixed_weights`` overriding ``fixed``'s weights."""
     if not cfg.enabled:
-        return FixedWeights(task_names, cfg.fixed_weights)
+        return FixedWeights([*task_names, *(fixed or {})], {**(fixed or {}), **cfg.fixed_weights})
     return GradNorm(task_names, alpha=cfg.alpha, lr=cfg.lr, clip=(cfg.clip_min, cfg.clip_max),
-                    log_reg=cfg.log_reg, reference=cfg.reference, update_every=cfg.update_every)
+                    log_reg=cfg.log_reg, reference=cfg.reference, update_every=cfg.update_every, fixed=fixed)
 
 
 def project_weights(w: Tensor, total: float, low: float, high: float, iters: int = 100) -> Tensor:
@@ -268,13 +277,31 @@ def weighted_sum(losses: list[Tensor], weights: Tensor) -> Tensor:
     return sum(terms[1:], terms[0])
 
 
-def _ordered(losses: Mapping[str, Tensor], names: tuple[str, ...]) -> list[Tensor]:
-    if set(losses) != set(names):
-        raise KeyError(f"balance: losses {sorted(losses)} do not match the balancer's tasks {sorted(names)}")
-    for name in names:
+def _ordered(losses: Mapping[str, Tensor], names: tuple[str, ...],
+             fixed: Mapping[str, float] | None = None) -> list[Tensor]:
+    """The losses of ``names`` in order; ``losses`` must hold exactly ``names`` and the ``fixed`` terms."""
+    expected = set(names) | set(fixed or {})
+    if set(losses) != expected:
+        raise KeyError(f"balance: losses {sorted(losses)} do not match the balancer's tasks {sorted(expected)}")
+    for name in expected:
         if not isinstance(losses[name], Tensor) or losses[name].numel() != 1:
             raise ValueError(f"balance: loss '{name}' must be a scalar tensor")
     return [losses[name].reshape(()) for name in names]
+
+
+def _plus_fixed(total: Tensor, losses: Mapping[str, Tensor], fixed: Mapping[str, float]) -> Tensor:
+    """``total + sum_f fixed[f] * losses[f]``."""
+    for name, weight in fixed.items():
+        total = total + weight * losses[name].reshape(())
+    return total
+
+
+def _check_fixed(fixed: Mapping[str, float] | None, names: tuple[str, ...]) -> dict[str, float]:
+    out = {name: float(weight) for name, weight in (fixed or {}).items()}
+    both = sorted(set(out) & set(names))
+    if both:
+        raise ValueError(f"GradNorm: '{both[0]}' is both a balanced task and a fixed-weight term")
+    return out
 
 
 def _check_names(names: Sequence[str]) -> tuple[str, ...]:

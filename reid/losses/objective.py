@@ -9,10 +9,11 @@ import torch
 from torch import Tensor
 
 from reid.losses.adversarial import clothing_adversarial
-from reid.losses.config import LossConfig
+from reid.losses.config import GradNormConfig, LossConfig
 from reid.losses.contrastive import clothing_match, infonce
 from reid.losses.decoupling import hsic
 from reid.losses.gate import gate_regularization
+from reid.losses.gradnorm import FixedWeights, GradNorm, build_balancer
 from reid.losses.triplet import triplet_batch_hard
 
 TERMS = ("infonce", "triplet", "adversarial", "clothing_match", "hsic", "gate_reg")
@@ -24,12 +25,25 @@ def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True) -> list
     and with or without the BDAM gate (``model.bdam.enabled``, ``model.bdam.gate``).
 
     Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain; without
-    the gate there is no gate regularisation. These are the task names for :func:`build_balancer`.
+    the gate there is no gate regularisation. :func:`create_balancer` splits them into balanced and fixed.
     """
     present = {name for name in TERMS if bdam or name not in BDAM_TERMS}
     if not gate:
         present.discard("gate_reg")
     return [name for name in TERMS if getattr(cfg, name) and name in present]
+
+
+def create_balancer(loss: LossConfig, gradnorm: GradNormConfig, bdam: bool = True,
+                    gate: bool = True) -> GradNorm | FixedWeights:
+    """The task balancer of a run: GradNorm over the paper's tasks (eq. 6: InfoNCE, triplet, adversarial
+    or clothing matching, decoupling) with the gate regulariser as a fixed-weight term
+    (``loss.gate_reg_weight``) unless ``gradnorm.include_gate_reg``; fixed weights without GradNorm."""
+    names = enabled_terms(loss, bdam=bdam, gate=gate)
+    fixed = {}
+    if "gate_reg" in names and not gradnorm.include_gate_reg:
+        names.remove("gate_reg")
+        fixed["gate_reg"] = loss.gate_reg_weight
+    return build_balancer(gradnorm, names, fixed)
 
 
 def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: LossConfig) -> dict[str, Tensor]:
@@ -47,7 +61,8 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
     - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb);
     - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb when that is None);
     - ``adversarial``: eq. 1 on (clo_proj, clo_text_emb), rows with a clothing description;
-    - ``clothing_match``: symmetric InfoNCE on the same pairs;
+    - ``clothing_match``: symmetric InfoNCE on the same pairs (both with ``clo_text_emb`` detached unless
+      ``cfg.clothing_moves_text``, so that they train the visual clothing branch and not the query tower);
     - ``hsic``: eq. 2 between f_id_gate and f_clo_gate;
     - ``gate_reg``: squared distance of bdam_gate from 0.5.
     """
@@ -63,6 +78,8 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
         losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin)
     if clo_proj is not None and clo_text is None:  # no clothing description in this batch
         clo_text, valid = torch.zeros_like(clo_proj), torch.zeros(len(clo_proj), dtype=torch.bool)
+    if clo_text is not None and not cfg.clothing_moves_text:
+        clo_text = clo_text.detach()
     if cfg.adversarial and clo_proj is not None:
         losses["adversarial"] = clothing_adversarial(clo_proj, clo_text, cfg.temperature, valid)
     if cfg.clothing_match and clo_proj is not None:

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from reid.config import Config
-from reid.losses.gradnorm import build_balancer
-from reid.losses.objective import enabled_terms
+from reid.losses.objective import create_balancer
 from reid.training.batches import BatchSource, InMemoryBatches, shard_identities, steps_per_epoch
 from reid.training.context import LocalContext, TrainContext
 from reid.training.engine import Engine, TorchEngine
@@ -96,8 +95,8 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
     model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).to(context.device)
     torch.manual_seed(config.seed * 1_000 + 1 + context.world_rank)  # per-rank dropout streams
     engine = build_engine(config, model, steps, context.world_size)
-    balancer = build_balancer(config.gradnorm, enabled_terms(config.loss, bdam=config.model.bdam.enabled,
-                                                                gate=config.model.bdam.gate))
+    balancer = create_balancer(config.loss, config.gradnorm, bdam=config.model.bdam.enabled,
+                               gate=config.model.bdam.gate)
     balancer.to(context.device)
     parts = LoopParts(engine, balancer, data, steps, best_uri=best_uri)
     if context.world_rank == 0 and validate:

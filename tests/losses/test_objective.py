@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from reid.losses import (
+    FixedWeights,
+    GradNorm,
+    GradNormConfig,
     LossConfig,
     clothing_adversarial,
     compute_losses,
+    create_balancer,
     enabled_terms,
     hsic,
     infonce,
@@ -45,7 +49,10 @@ BATCH = {"pids": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}
 @pytest.mark.parametrize("switches", list(itertools.product([True, False], repeat=6))[::7])
 @pytest.mark.parametrize("bdam", [True, False])
 def test_names_follow_switches_and_bdam(switches: tuple[bool, ...], bdam: bool) -> None:
-    cfg = LossConfig(**dict(zip(TERMS, switches, strict=True)))
+    flags = dict(zip(TERMS, switches, strict=True))
+    flags["clothing_match"] &= not flags["adversarial"]  # the two are refused together
+    switches = tuple(flags[t] for t in TERMS)
+    cfg = LossConfig(**flags)
     losses = compute_losses(_outputs(bdam), BATCH, cfg)
     expected = [t for t, on in zip(TERMS, switches, strict=True) if on and (bdam or t in ("infonce", "triplet"))]
     assert list(losses) == expected == enabled_terms(cfg, bdam=bdam)
@@ -54,7 +61,7 @@ def test_names_follow_switches_and_bdam(switches: tuple[bool, ...], bdam: bool) 
 
 def test_values_equal_the_loss_functions() -> None:
     out = _outputs()
-    cfg = LossConfig(clothing_match=True, hsic_kernel="rbf", temperature=0.2, triplet_margin=0.5)
+    cfg = LossConfig(hsic_kernel="rbf", temperature=0.2, triplet_margin=0.5)
     losses = compute_losses(out, BATCH, cfg)
     pids = BATCH["pids"]
     assert torch.equal(losses["infonce"], infonce(out["query_emb"], out["gallery_emb"], pids, 0.2))
@@ -105,11 +112,11 @@ def test_without_gate_there_is_no_gate_regularization() -> None:
 def test_batch_without_clothing_descriptions_keeps_clothing_terms_at_zero() -> None:
     out = _outputs()
     out["clo_proj"] = out["clo_proj"].clone().requires_grad_(True)
-    cfg = LossConfig(clothing_match=True)
-    for text, valid in ((None, None), (out["clo_text_emb"], torch.zeros(B, dtype=torch.bool))):
-        losses = compute_losses({**out, "clo_text_emb": text, "has_clo_desc": valid}, BATCH, cfg)
-        assert list(losses) == enabled_terms(cfg)
-        for name in ("adversarial", "clothing_match"):
+    for name, cfg in (("adversarial", LossConfig()), ("clothing_match",
+                                                       LossConfig(adversarial=False, clothing_match=True))):
+        for text, valid in ((None, None), (out["clo_text_emb"], torch.zeros(B, dtype=torch.bool))):
+            losses = compute_losses({**out, "clo_text_emb": text, "has_clo_desc": valid}, BATCH, cfg)
+            assert list(losses) == enabled_terms(cfg)
             assert losses[name].item() == 0.0 and losses[name].requires_grad
 
 
@@ -119,3 +126,51 @@ def test_no_bdam_model_outputs_use_pooled_feature_for_triplet() -> None:
     losses = compute_losses(out, BATCH, LossConfig())
     assert list(losses) == enabled_terms(LossConfig(), bdam=False) == ["infonce", "triplet"]
     assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], BATCH["pids"], 0.3))
+
+
+def test_gradnorm_balances_the_papers_four_tasks_and_gate_reg_has_a_fixed_weight() -> None:
+    """Eq. 6 balances InfoNCE, triplet, adversarial and decoupling; gate regularisation is added at
+    ``loss.gate_reg_weight`` and never balanced (unless ``gradnorm.include_gate_reg``)."""
+    balancer = create_balancer(LossConfig(gate_reg_weight=0.25), GradNormConfig())
+    assert isinstance(balancer, GradNorm)
+    assert balancer.task_names == ("infonce", "triplet", "adversarial", "hsic")
+    losses = compute_losses(_outputs(), BATCH, LossConfig())
+    total = balancer.weighted_loss(losses)
+    expected = sum(losses[k] for k in balancer.task_names) + 0.25 * losses["gate_reg"]  # weights start at 1
+    assert torch.allclose(total, expected)
+    assert balancer.weights()["gate_reg"] == 0.25
+    assert float(balancer.log_weights.detach().exp().sum()) == pytest.approx(4.0)
+    both = create_balancer(LossConfig(), GradNormConfig(include_gate_reg=True))
+    assert both.task_names == ("infonce", "triplet", "adversarial", "hsic", "gate_reg")
+    fixed = create_balancer(LossConfig(gate_reg_weight=0.25), GradNormConfig(enabled=False))
+    assert isinstance(fixed, FixedWeights) and fixed.weights()["gate_reg"] == 0.25
+    assert fixed.weights()["infonce"] == 1.0
+
+
+def test_the_gate_regulariser_never_enters_the_gradnorm_update() -> None:
+    model = torch.nn.Linear(3, 3)
+    x = torch.randn(5, 3)
+    shared = list(model.parameters())
+    balancer = create_balancer(LossConfig(), GradNormConfig())
+    out = model(x)
+    losses = {"infonce": out.square().mean(), "triplet": out.abs().mean(), "adversarial": out.mean().abs(),
+              "hsic": (out ** 4).mean(), "gate_reg": 1e3 * out.square().sum()}
+    balancer.update(losses, shared)
+    assert not any(k.endswith("/gate_reg") for k in balancer.last_stats if k.startswith(("grad_norm", "target")))
+
+
+def test_clothing_terms_do_not_reach_the_text_side_unless_allowed() -> None:
+    out = _outputs()
+    clo_text = out["clo_text_emb"].clone().requires_grad_()
+    out["clo_text_emb"], out["clo_proj"] = clo_text, out["clo_proj"].clone().requires_grad_()
+    only_clothing = {"infonce": False, "triplet": False, "hsic": False, "gate_reg": False}
+    for moves, cfg in ((False, LossConfig(**only_clothing)),
+                       (True, LossConfig(clothing_moves_text=True, **only_clothing))):
+        loss = compute_losses(out, BATCH, cfg)["adversarial"]
+        (grad,) = torch.autograd.grad(loss, [clo_text], allow_unused=True)
+        assert (grad is not None and grad.abs().sum() > 0) == moves
+
+
+def test_adversarial_and_clothing_match_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="adversarial and loss.clothing_match cannot both be true"):
+        LossConfig(adversarial=True, clothing_match=True)
