@@ -32,7 +32,7 @@ from reid.training.batches import (
     take_steps,
 )
 from reid.training.loop import train_loop
-from reid.training.setup import build_parts, load_training_descriptions
+from reid.training.setup import build_parts, load_training_descriptions, warn_if_image_only
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,10 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     ensure_ray()
     config = portable_config(config)
     run = resolve(run_uri(config), config.storage)
+    fusion_input, why = warn_if_image_only(config)
     tracker = _tracker(config, run, resume, parent_run_id)
+    if tracker:
+        tracker.set_tags({"fusion_input": fusion_input, "fusion_input_reason": why})
     trainer = build_trainer(config, resume, tracker, data, callbacks)
     try:
         trainer.fit()

@@ -121,8 +121,17 @@ def load_training_descriptions(config: Config) -> dict[str, dict]:
     evaluation runs such images image-only (no leakage, DESIGN 3.5), and fed to fusion in training they
     let the query caption match its own rewording instead of the image, which teaches retrieval nothing.
     """
+    out, dropped = _training_descriptions(config)
+    if out:
+        logger.info("%d image descriptions for training (%d caption-derived identity descriptions left out)",
+                    len(out), dropped)
+    return out
+
+
+def _training_descriptions(config: Config) -> tuple[dict[str, dict], int]:
+    """:func:`load_training_descriptions` and how many identity descriptions it left out."""
     if not config.data.use_descriptions:
-        return {}
+        return {}, 0
     from reid.describe.table import load_descriptions
     from reid.evaluation.descriptions import admissible_description
 
@@ -132,9 +141,41 @@ def load_training_descriptions(config: Config) -> dict[str, dict]:
         identity = admissible_description(image_id, row.get("identity"), row["provenance"])
         out[image_id] = {**row, "identity": identity}
     dropped = sum(1 for image_id, row in out.items() if not row["identity"] and descriptions[image_id].get("identity"))
-    logger.info("%d image descriptions for training (%d caption-derived identity descriptions left out)",
-                len(out), dropped)
-    return out
+    return out, dropped
+
+
+IMAGE_AND_DESCRIPTION, IMAGE_ONLY = "image+description", "image-only"
+
+
+def fusion_input(config: Config) -> tuple[str, str]:
+    """What the gallery side's fusion will read in training: ``(IMAGE_AND_DESCRIPTION | IMAGE_ONLY, why)``.
+
+    Image-only when the fusion kind reads no text, descriptions are off, or no image has an image-grounded
+    identity description (e.g. every one came from the rule-based describer, which splits the captions).
+    """
+    if config.model.fusion.kind == "none":
+        return IMAGE_ONLY, "model.fusion.kind is 'none' (no fusion)"
+    if not config.data.use_descriptions:
+        return IMAGE_ONLY, "data.use_descriptions is false"
+    rows, dropped = _training_descriptions(config)
+    grounded = sum(1 for row in rows.values() if row["identity"])
+    if grounded:
+        return IMAGE_AND_DESCRIPTION, f"{grounded} of {len(rows)} images have an image-grounded identity description"
+    if dropped:
+        return IMAGE_ONLY, (f"all {dropped} identity descriptions are caption-derived (describer 'rules'), which "
+                            "training and evaluation leave out; describe with an MLLM (or 'oracle' on synthetic "
+                            "data) for the fusion to read descriptions")
+    return IMAGE_ONLY, f"{config.data.uri} has no identity descriptions (run `reid describe` first)"
+
+
+def warn_if_image_only(config: Config) -> tuple[str, str]:
+    """:func:`fusion_input`, logged once: a warning when a text-reading fusion will see images only."""
+    kind, why = fusion_input(config)
+    if kind == IMAGE_ONLY and config.model.fusion.kind != "none":
+        logger.warning("fusion will be image-only: %s; the text aligner and the modality gate will not train", why)
+    else:
+        logger.info("fusion input: %s (%s)", kind, why)
+    return kind, why
 
 
 def train_local(config: Config, root: str | Path, resume: bool = False,
@@ -145,6 +186,7 @@ def train_local(config: Config, root: str | Path, resume: bool = False,
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    warn_if_image_only(config)
     context = LocalContext(root, LocalContext.latest(root) if resume else None)
     shards = shard_identities(config.data.uri, "train", config.storage)
     steps = steps_per_epoch(shards, config.data.batch.p, 1, config.train.steps_per_epoch)

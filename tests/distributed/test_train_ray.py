@@ -48,5 +48,7 @@ def test_two_deepspeed_workers_train_checkpoint_and_track(ray_local: None, tmp_p
     assert [m.value for m in client.get_metric_history(run.info.run_id, "step")] == [25.0 * (e + 1) for e in
                                                                                       range(EPOCHS)]
     assert "test/R1" in run.data.metrics and run.data.tags["best_checkpoint_uri"].endswith("/best")
+    assert run.data.tags["fusion_input"] == "image-only"
+    assert run.data.tags["fusion_input_reason"] == "data.use_descriptions is false"
     with pytest.raises(RunExistsError):
         train(config)
