@@ -22,6 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default=None, help="write metrics and per-query ranks as JSON to this URI")
     parser.add_argument("--image-to-text", action="store_true", help="also score image-to-text retrieval")
     parser.add_argument("--no-descriptions", action="store_true", help="encode the gallery image-only")
+    parser.add_argument("--protocol", choices=("standard", "cc"), default=None,
+                        help="standard: rank the whole gallery; cc (clothes-changing): for each query, leave out "
+                             "the gallery images of its person in the outfit its caption describes "
+                             "(default: eval.protocol, standard)")
     parser.add_argument("--batch-size", type=int, default=None, help="encoder batch size")
     parser.add_argument("--device", default="auto", help="torch device for the encoder (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             args.data or settings.data.uri, ckpt_config.data.image_size, batch_size, settings.eval.chunk_size,
             args.image_to_text or settings.eval.image_to_text,
             settings.data.use_descriptions and not args.no_descriptions, settings.eval.rank_backend,
-            settings.storage, progress=not args.no_progress,
+            settings.storage, progress=not args.no_progress, protocol=args.protocol or settings.eval.protocol,
         )
         result = evaluator.evaluate(encoder, args.split)
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -52,10 +56,12 @@ def run(args: argparse.Namespace) -> int:
     rows = {"t2i": result.metrics}
     if result.image_to_text is not None:
         rows["i2t"] = result.image_to_text
-    print(f"{args.split}: {result.num_queries} queries, {result.num_gallery} gallery images")
+    protocol = args.protocol or settings.eval.protocol
+    print(f"{args.split}: {result.num_queries} queries, {result.num_gallery} gallery images, protocol {protocol}")
     print(metrics_table(rows))
     if args.output:
-        payload = {"checkpoint": args.checkpoint, "data": args.data or settings.data.uri, **result.to_dict()}
+        payload = {"checkpoint": args.checkpoint, "data": args.data or settings.data.uri, "protocol": protocol,
+                   **result.to_dict()}
         write_json(resolve(args.output, settings.storage), payload)
         print(f"wrote {args.output}")
     else:

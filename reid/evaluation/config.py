@@ -12,7 +12,9 @@ class EvalConfig:
 
     ``chunk_size`` queries are ranked at a time (memory ``chunk_size x gallery`` scores);
     ``rank_backend`` ``auto`` uses the numba kernel on CPU data and torch on accelerators;
-    ``embedding_cache`` is the URI under which ``reid search`` keeps gallery embeddings.
+    ``embedding_cache`` is the URI under which ``reid search`` keeps gallery embeddings. ``protocol``:
+    ``standard`` ranks the whole gallery; ``cc`` (clothes-changing) leaves out, for each query, the gallery
+    images of its person in the outfit its caption describes (needs outfit ids, as synthetic data has).
     """
 
     chunk_size: int = 1024
@@ -21,6 +23,7 @@ class EvalConfig:
     rank_backend: Literal["auto", "numba", "torch"] = "auto"
     embedding_cache: str = "runs/cache/embeddings"
     search_top: int = 10
+    protocol: Literal["standard", "cc"] = "standard"
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:

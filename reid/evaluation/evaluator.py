@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from reid.config import Config
 
 logger = logging.getLogger(__name__)
+
+Protocol = Literal["standard", "cc"]
+PROTOCOLS = ("standard", "cc")
+"""``standard``: the whole gallery; ``cc`` (clothes-changing): each query's same-person same-outfit images
+are left out, as clothes-changing re-id benchmarks do."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Evaluator:
         storage: StorageConfig | None = None,
         progress: bool = True,
         workers: int = 1,
+        protocol: Protocol = "standard",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -89,6 +95,9 @@ class Evaluator:
         self.storage = storage
         self.progress = progress
         self.workers = workers
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"evaluation protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        self.protocol = protocol
 
     def evaluate(self, encoder: RetrievalEncoder, split: str) -> EvalResult:
         """Embed ``split`` with ``encoder`` and score it."""
@@ -111,8 +120,9 @@ class Evaluator:
     def score(self, embeddings: SplitEmbeddings, split: str) -> EvalResult:
         """Metrics of already computed embeddings (text-to-image, and image-to-text when enabled)."""
         index = embeddings.index
+        groups = clothes_groups(index, split, self.dataset_uri) if self.protocol == "cc" else (None, None)
         ranks = query_ranks_from_embeddings(embeddings.query, embeddings.gallery, index.caption_pids,
-                                            index.person_ids, self.chunk_size, self.rank_backend)
+                                            index.person_ids, self.chunk_size, self.rank_backend, *groups)
         i2t = None
         if self.image_to_text:
             i2t_ranks = query_ranks_from_embeddings(embeddings.gallery, embeddings.query, index.person_ids,
@@ -122,6 +132,15 @@ class Evaluator:
                             len(index.captions), len(index.image_ids))
         logger.info("%s: %s", split, " ".join(f"{k}={v:.2f}" for k, v in result.metrics.items()))
         return result
+
+
+def clothes_groups(index: SplitIndex, split: str, dataset_uri: str) -> tuple[np.ndarray, np.ndarray]:
+    """Outfit ids of the queries ``[Nq]`` and of the gallery ``[Ng]`` for the clothes-changing protocol:
+    for each query, gallery images of its person in the outfit its caption describes are left out."""
+    if index.clothes_ids is None or (index.clothes_ids < 0).any():
+        raise ValueError(f"the clothes-changing protocol needs an outfit id for every image; split '{split}' of "
+                         f"{dataset_uri} has none for some (synthetic data from `reid synth` records them)")
+    return index.caption_clothes(), index.clothes_ids
 
 
 def embed_captions(encoder: RetrievalEncoder, captions: list[str], batch_size: int,
@@ -177,5 +196,5 @@ def create_evaluator(config: Config, dataset_uri: str | None = None, progress: b
     return Evaluator(
         dataset_uri or config.data.uri, config.data.image_size, config.data.eval_batch_size,
         config.eval.chunk_size, config.eval.image_to_text, config.data.use_descriptions,
-        config.eval.rank_backend, config.storage, progress,
+        config.eval.rank_backend, config.storage, progress, protocol=config.eval.protocol,
     )

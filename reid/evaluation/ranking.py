@@ -10,6 +10,10 @@ sorted 0-based positions ``r_1 < ... < r_m`` (ties: see :mod:`reid.evaluation.ra
 
 Only the positions of the relevant items are computed (a count of higher scores per relevant item),
 never a sort of the gallery, so time is ``O(Nq * Ng * m)`` comparisons and memory is one chunk.
+
+Clothes-changing protocol (``query_groups``/``gallery_groups``, e.g. outfit ids): for each query, the gallery
+items of its own person *and* its own group are left out, as if absent from the gallery (neither relevant nor
+ranked above anything); the query's other items of that person stay relevant. Every query must keep one.
 """
 
 from __future__ import annotations
@@ -103,10 +107,14 @@ def query_ranks_from_embeddings(
     gallery_pids: ArrayLike,
     chunk_size: int = 1024,
     backend: Backend = "auto",
+    query_groups: ArrayLike | None = None,
+    gallery_groups: ArrayLike | None = None,
 ) -> QueryRanks:
     """Per-query ranks with similarity ``query_emb [Nq, E] @ gallery_emb [Ng, E]^T`` made chunk by chunk.
 
     Only ``[chunk_size, Ng]`` scores exist at any time. Pass L2-normalised embeddings for cosine scores.
+    ``query_groups [Nq]`` / ``gallery_groups [Ng]`` (both or neither) select the clothes-changing protocol
+    (module docstring).
     """
     q = _as_tensor(query_emb, "query_emb")
     g = _as_tensor(gallery_emb, "gallery_emb")
@@ -116,7 +124,7 @@ def query_ranks_from_embeddings(
         raise ValueError(f"query_emb is on {q.device} but gallery_emb on {g.device}")
     g_t = g.t()
     return _ranks_by_chunk(lambda a, b: q[a:b] @ g_t, (q.shape[0], g.shape[0]), q.device, query_pids,
-                           gallery_pids, chunk_size, backend)
+                           gallery_pids, chunk_size, backend, _groups(query_groups, gallery_groups))
 
 
 def metrics_from_ranks(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
@@ -167,11 +175,21 @@ def _as_tensor(value: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
     return tensor
 
 
+def _groups(query_groups: ArrayLike | None, gallery_groups: ArrayLike | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if (query_groups is None) != (gallery_groups is None):
+        raise ValueError("query_groups and gallery_groups go together (the clothes-changing protocol needs both)")
+    if query_groups is None:
+        return None
+    return to_pid_array(query_groups, "query_groups"), to_pid_array(gallery_groups, "gallery_groups")
+
+
 def _ranks_by_chunk(
     chunk_fn: Callable[[int, int], torch.Tensor], shape: tuple[int, int], device: torch.device,
     query_pids: ArrayLike, gallery_pids: ArrayLike, chunk_size: int, backend: Backend,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> QueryRanks:
-    """Rank queries ``[start, stop)`` at a time on ``chunk_fn(start, stop)`` -> scores ``[stop - start, Ng]``."""
+    """Rank queries ``[start, stop)`` at a time on ``chunk_fn(start, stop)`` -> scores ``[stop - start, Ng]``;
+    with ``groups`` (query, gallery), each query's same-person same-group items are left out."""
     n_queries, n_gallery = shape
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -180,12 +198,18 @@ def _ranks_by_chunk(
     if len(q_pids) != n_queries or len(g_pids) != n_gallery:
         raise ValueError(f"similarity is [{n_queries}, {n_gallery}] but there are {len(q_pids)} query ids "
                          f"and {len(g_pids)} gallery ids")
+    if groups is not None and (len(groups[0]) != n_queries or len(groups[1]) != n_gallery):
+        raise ValueError(f"groups must be [{n_queries}] and [{n_gallery}], got {len(groups[0])} and {len(groups[1])}")
     index = relevance_index(q_pids, g_pids)
     use = _pick_backend(backend, device)
     parts = []
     for start in range(0, n_queries, chunk_size):
         stop = min(start + chunk_size, n_queries)
-        parts.append(_chunk_ranks(chunk_fn(start, stop), index, start, stop, use))
+        chunk = chunk_fn(start, stop)
+        if groups is None:
+            parts.append(_chunk_ranks(chunk, index, start, stop, use))
+        else:
+            parts.append(_chunk_ranks_leaving_out(chunk, index, start, stop, use, q_pids, g_pids, *groups))
     logger.debug("ranked %d queries against %d gallery items (%s backend)", n_queries, n_gallery, use)
     return QueryRanks(*(np.concatenate(values) for values in zip(*parts, strict=True)))
 
@@ -207,6 +231,33 @@ def _reject_nan(nan_rows: np.ndarray, offset: int) -> None:
 
 
 def _chunk_ranks(chunk: torch.Tensor, index: RelevanceIndex, start: int, stop: int, backend: str) -> tuple:
+    return _reduce(*_pair_ranks(chunk, index, start, stop, backend), chunk.shape[1])
+
+
+def _chunk_ranks_leaving_out(chunk: torch.Tensor, index: RelevanceIndex, start: int, stop: int, backend: str,
+                             q_pids: np.ndarray, g_pids: np.ndarray, q_groups: np.ndarray,
+                             g_groups: np.ndarray) -> tuple:
+    """:func:`_chunk_ranks` with each query's same-person same-group gallery items left out: their scores
+    go to -inf (nothing ranks below them, so no kept item moves) and their pairs are dropped."""
+    rows = slice(start, stop)
+    same = (q_pids[rows, None] == g_pids[None, :]) & (q_groups[rows, None] == g_groups[None, :])
+    chunk = chunk.masked_fill(torch.from_numpy(same).to(chunk.device), float("-inf"))
+    ranks, counts = _pair_ranks(chunk, index, start, stop, backend)
+    owner = np.repeat(np.arange(stop - start), counts)
+    items = index.members[np.concatenate([np.arange(a, a + n) for a, n in
+                                          zip(index.starts[rows], counts, strict=True)])]
+    keep = ~same[owner, items]
+    kept = np.bincount(owner[keep], minlength=stop - start)
+    if (kept == 0).any():
+        q = start + int(np.flatnonzero(kept == 0)[0])
+        raise ValueError(f"clothes-changing protocol: query {q} (person {q_pids[q]}) has no gallery image of its "
+                         "person in other clothes")
+    return _reduce(ranks[keep], kept, chunk.shape[1])
+
+
+def _pair_ranks(chunk: torch.Tensor, index: RelevanceIndex, start: int, stop: int,
+                backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``[sum(counts)]`` of each query's relevant items (query by query) and the counts ``[C]``."""
     starts, counts = index.starts[start:stop], index.counts[start:stop]
     if backend == "numba":
         if chunk.dtype not in (torch.float32, torch.float64):
@@ -220,7 +271,7 @@ def _chunk_ranks(chunk: torch.Tensor, index: RelevanceIndex, start: int, stop: i
         rows = torch.from_numpy(np.repeat(np.arange(len(counts)), counts)).to(chunk.device)
         items = torch.from_numpy(index.members[pair_pos]).to(chunk.device)
         ranks = pair_ranks_torch(chunk, rows, items).cpu().numpy()
-    return _reduce(ranks, counts, chunk.shape[1])
+    return ranks, counts
 
 
 def _reduce(ranks: np.ndarray, counts: np.ndarray, n_gallery: int) -> tuple:

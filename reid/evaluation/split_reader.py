@@ -36,6 +36,13 @@ class SplitIndex:
     captions: list[str]  # [Nq]
     caption_pids: np.ndarray  # [Nq] int64
     caption_images: np.ndarray  # [Nq] int64
+    clothes_ids: np.ndarray | None = None  # [Ng] int64 outfit of each image (-1: unknown)
+
+    def caption_clothes(self) -> np.ndarray:
+        """The outfit id of each caption's image ``[Nq]`` (what a clothes-changing protocol groups by)."""
+        if self.clothes_ids is None:
+            raise ValueError("this split index holds no outfit ids")
+        return self.clothes_ids[self.caption_images]
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,11 @@ def read_split_index(dataset_uri: str, split: str, storage: StorageConfig | None
     captions: list[str] = []
     caption_pids: list[int] = []
     caption_images: list[int] = []
+    clothes_ids: list[int] = []
     for shard in split_shards(dataset_uri, split, storage):
-        table = _read(shard, ["person_id", "image_ids", "captions"])
+        table = _read(shard, ["person_id", "image_ids", "captions", "clothes_ids"])
         for row in table.to_pylist():
+            clothes_ids.extend(row["clothes_ids"])
             for image_id, texts in zip(row["image_ids"], row["captions"], strict=True):
                 for text in texts:
                     captions.append(text)
@@ -77,6 +86,7 @@ def read_split_index(dataset_uri: str, split: str, storage: StorageConfig | None
     return SplitIndex(
         image_ids, np.asarray(person_ids, dtype=np.int64), captions,
         np.asarray(caption_pids, dtype=np.int64), np.asarray(caption_images, dtype=np.int64),
+        np.asarray(clothes_ids, dtype=np.int64),
     )
 
 
