@@ -15,6 +15,8 @@ class EvalConfig:
     ``embedding_cache`` is the URI under which ``reid search`` keeps gallery embeddings. ``protocol``:
     ``standard`` ranks the whole gallery; ``cc`` (clothes-changing) leaves out, for each query, the gallery
     images of its person in the outfit its caption describes (needs outfit ids, as synthetic data has).
+    ``probes``: at every validation, fit linear attribute probes on the training images' BDAM features and
+    score them on the validation images (datasets with ground-truth attributes only; ``probe/*`` metrics).
     """
 
     chunk_size: int = 1024
@@ -24,6 +26,7 @@ class EvalConfig:
     embedding_cache: str = "runs/cache/embeddings"
     search_top: int = 10
     protocol: Literal["standard", "cc"] = "standard"
+    probes: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:

@@ -90,6 +90,17 @@ def read_split_index(dataset_uri: str, split: str, storage: StorageConfig | None
     )
 
 
+def read_split_attributes(dataset_uri: str, split: str, storage: StorageConfig | None = None) -> dict[str, str]:
+    """``{image_id: attributes JSON}`` of ``split`` (the ground truth synthetic data carries; "" elsewhere)."""
+    out: dict[str, str] = {}
+    for shard in split_shards(dataset_uri, split, storage):
+        table = _read(shard, ["image_ids", "attributes"])
+        for ids, values in zip(table.column("image_ids").to_pylist(), table.column("attributes").to_pylist(),
+                               strict=True):
+            out.update(zip(ids, values, strict=True))
+    return out
+
+
 def iter_gallery_batches(
     dataset_uri: str,
     split: str,

@@ -75,7 +75,8 @@ class LoopParts:
 
     ``save_best(model)`` writes the inference checkpoint of a new best epoch (rank 0) and
     ``load_best()`` reads it back for the final test; ``pictures(model)`` then draws the evaluation
-    pictures; ``validate``, ``tracker`` and ``pictures`` run on rank 0 only.
+    pictures; ``probe(model)`` gives the disentanglement probes of each validation (``probe/*``);
+    ``validate``, ``tracker``, ``probe`` and ``pictures`` run on rank 0 only.
     """
 
     engine: Engine
@@ -88,6 +89,7 @@ class LoopParts:
     load_best: Any = None
     best_uri: str | None = None
     pictures: Any = None
+    probe: Any = None
 
 
 def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> TrainResult:
@@ -187,6 +189,8 @@ def _validate(config: Config, context: TrainContext, parts: LoopParts, state: Lo
                 state.best_score or float("nan"), state.best_epoch)
     out = {f"val/{k}": v for k, v in scores.items()}
     out["val/best_" + metric] = float(state.best_score) if state.best_score is not None else float("nan")
+    if parts.probe is not None:
+        out.update(parts.probe(module))
     return out
 
 

@@ -106,6 +106,10 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
             parts.save_best = lambda module: save_inference_checkpoint(
                 module, config, best_uri, config.storage, tokenizer=validator.tokenizer)
             parts.load_best = lambda: load_inference_checkpoint(best_uri, config.storage)[0].to(context.device)
+        if config.eval.probes:
+            from reid.training.probing import run_probes
+
+            parts.probe = lambda module: run_probes(module, config, context.device, "train", config.data.val_split)
         if pictures_uri is not None and config.train.pictures:
             from reid.training.pictures import save_split_pictures
 
