@@ -1,4 +1,4 @@
-"""The demo's second half on a prepared dataset: describe (rules) -> train (Ray Train + DeepSpeed) -> evaluate."""
+"""The demo's second half on a prepared dataset: describe -> train (Ray Train + DeepSpeed) -> evaluate -> search."""
 
 from __future__ import annotations
 
@@ -11,25 +11,36 @@ from reid.config import Config
 from reid.distributed.describe_job import describe_dataset
 from reid.distributed.tracking import tracking_uri
 from reid.distributed.train_job import PICTURES_DIR, TrainOutcome, run_uri, train
+from reid.evaluation.search import SearchResult
 from reid.storage import exists, resolve
 
 log = logging.getLogger(__name__)
 
+DESCRIBERS = {
+    "oracle": "oracle describer: ground-truth attributes with MLLM-like noise, standing in for an MLLM",
+    "rules": "rule-based describer: captions split into identity and clothing parts; training only",
+    "mllm": "MLLM describer",
+}
+SEARCH_TOP = 5
+
 
 @dataclass(frozen=True)
 class DemoTraining:
-    """What the trained part of the demo produced: descriptions, the run, test metrics, where to look."""
+    """What the trained part of the demo produced: descriptions, the run, test metrics, a search, where to look."""
 
     described: int
+    describer: str
     outcome: TrainOutcome
     mlflow_uri: str
     pictures_uri: str | None
     seconds: dict[str, float]
+    search: SearchResult | None = None
+    search_command: str = ""
 
     def lines(self) -> list[str]:
-        """A human-readable report: metrics of the best checkpoint on test, and where everything is."""
+        """A human-readable report: metrics of the best checkpoint on test, a search, and where everything is."""
         test = self.outcome.test_metrics
-        lines = [f"  described {self.described} images (rule-based describer, "
+        lines = [f"  described {self.described} images ({DESCRIBERS.get(self.describer, self.describer)}, "
                  f"{self.seconds['describe']:.0f} s)",
                  f"  trained {self.seconds['train']:.0f} s; best epoch {self.outcome.best_epoch} on validation "
                  f"({', '.join(f'{k} {v:.1f}' for k, v in self.outcome.val_metrics.items())})",
@@ -39,13 +50,22 @@ class DemoTraining:
                  f"  MLflow: {self.mlflow_uri} (run {self.outcome.mlflow_run_id})"]
         if self.pictures_uri:
             lines.append(f"  pictures: {self.pictures_uri}")
+        if self.search is not None:
+            truth = "" if self.search.truth_pid is None else f" (a test caption of person {self.search.truth_pid})"
+            lines += [f"  search: {self.search_command}", f"    query{truth}: {self.search.query!r}"]
+            for hit in self.search.hits:
+                mark = "" if hit.correct is None else ("right" if hit.correct else "wrong")
+                lines.append(f"    #{hit.rank}  score {hit.score:.3f}  person {hit.person_id:>4}  {mark:5}  "
+                             f"{hit.image_id}")
+            lines.append(f"    contact sheet: {self.search.sheet_uri}")
         return lines
 
 
 def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:
-    """Describe every image with the rule-based describer, train ``config`` afresh under ``workdir_uri``
-    (checkpoints in ``<workdir>/checkpoints``; MLflow from ``tracking.*``, whose default SQLite store goes
-    to ``<workdir>/mlflow.db`` for a local workdir) and score the best checkpoint on test.
+    """Describe every image with ``describe.backend`` (the demo's config: the oracle), train ``config`` afresh
+    under ``workdir_uri`` (checkpoints in ``<workdir>/checkpoints``; MLflow from ``tracking.*``, whose default
+    SQLite store goes to ``<workdir>/mlflow.db`` for a local workdir), score the best checkpoint on test and
+    search the test gallery with its first caption.
 
     An earlier demo run of the same name is replaced, as the demo rebuilds its dataset each time.
     """
@@ -55,7 +75,7 @@ def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:
                                       else workdir.path))
     seconds: dict[str, Any] = {}
     start = time.perf_counter()
-    summary = describe_dataset(config.data.uri, replace(config.describe, backend="rules"), config.storage)
+    summary = describe_dataset(config.data.uri, config.describe, config.storage)
     seconds["describe"] = time.perf_counter() - start
     run = resolve(run_uri(config), config.storage)
     if exists(run):
@@ -66,5 +86,26 @@ def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:
     seconds["train"] = time.perf_counter() - start
     pictures = resolve(f"{outcome.run_uri}/{PICTURES_DIR}", config.storage)
     described = int(summary.get("ok", 0)) + int(summary.get("skipped_finished", 0))
-    return DemoTraining(described, outcome, tracking_uri(config.tracking),
-                        pictures.uri if exists(pictures) else None, seconds)
+    search, command = None, ""
+    if outcome.best_uri:
+        search, command = demo_search(config, outcome.best_uri, workdir.join("search.png").uri)
+    return DemoTraining(described, config.describe.backend, outcome, tracking_uri(config.tracking),
+                        pictures.uri if exists(pictures) else None, seconds, search, command)
+
+
+def demo_search(config: Config, checkpoint_uri: str, sheet_uri: str) -> tuple[SearchResult, str]:
+    """``reid search`` with the first test caption on the test gallery: its result and the command line."""
+    from reid.evaluation.loading import load_encoder
+    from reid.evaluation.search import search_gallery
+    from reid.evaluation.split_reader import read_split_index
+
+    split = config.data.test_split
+    query = read_split_index(config.data.uri, split, config.storage).captions[0]
+    encoder, ckpt_config = load_encoder(checkpoint_uri, "auto", config.data.eval_batch_size, config.storage)
+    result = search_gallery(encoder, query, config.data.uri, split, ckpt_config.data.image_size,
+                            checkpoint_id=checkpoint_uri, top=SEARCH_TOP, sheet_uri=sheet_uri,
+                            batch_size=config.data.eval_batch_size, use_descriptions=config.data.use_descriptions,
+                            storage=config.storage, progress=False)
+    command = (f"reid search --checkpoint {checkpoint_uri} --gallery {config.data.uri} --split {split} "
+               f"--top {SEARCH_TOP} --sheet {sheet_uri} \"{query}\"")
+    return result, command

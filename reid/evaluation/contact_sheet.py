@@ -24,7 +24,7 @@ from reid.storage.config import StorageConfig
 PAD = 8
 BORDER = 4
 LINE_HEIGHT = 16
-LABEL_HEIGHT = 16
+LABEL_HEIGHT = 30  # two lines: rank and score, person id
 MIN_WIDTH = 320
 MAX_LINES = 3
 FONT_SIZE = 12
@@ -44,7 +44,8 @@ def render_contact_sheet(
     columns: int | None = None,
 ) -> Image.Image:
     """The sheet as an RGB image. ``thumbnails[i]`` is uint8 ``[3, th, tw]`` (``thumb_size = (th, tw)``);
-    ``correct[i]`` True/False draws a green/red frame, None a grey one."""
+    ``labels[i]`` is written under it (up to two lines); ``correct[i]`` True/False draws a green/red frame,
+    None a grey one."""
     n = len(thumbnails)
     if not (n == len(labels) == len(correct)) or n == 0:
         raise ValueError(f"need as many labels ({len(labels)}) and flags ({len(correct)}) as thumbnails "
@@ -69,7 +70,7 @@ def render_contact_sheet(
         colour = UNKNOWN if flag is None else (CORRECT if flag else WRONG)
         draw.rectangle((x, y, x + tw + 2 * BORDER - 1, y + th + 2 * BORDER - 1), fill=colour)
         sheet.paste(Image.fromarray(thumb.transpose(1, 2, 0)), (x + BORDER, y + BORDER))
-        draw.text((x, y + th + 2 * BORDER + 1), label, fill=TEXT, font=font)
+        draw.multiline_text((x, y + th + 2 * BORDER + 1), label, fill=TEXT, font=font, spacing=2)
     return sheet
 
 

@@ -99,6 +99,35 @@ def plot_tsne(
     return {"person_ids": pids[keep], **coords}
 
 
+def plot_probes(report: dict[str, float], path: str, storage: StorageConfig | None = None) -> dict[str, float]:
+    """Bars of the attribute-probe accuracies of :func:`reid.evaluation.probes.probe_report`: one group of bars
+    per feature (identity branch, clothing branch, or the baseline's pooled feature), one bar per attribute
+    group, each group's chance level as a dashed line. Returns the plotted values."""
+    names = {"id": "identity branch f_id_gate", "clo": "clothing branch f_clo_gate", "pooled": "pooled feature"}
+    features = [f for f in names if f"probe/id_from_{f}" in report]
+    if not features:
+        raise ValueError(f"no probe accuracies in {sorted(report)}")
+    groups = (("id", "identity attributes", "tab:blue"), ("clo", "clothing attributes", "tab:orange"))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(features))
+    plotted = {}
+    for i, (group, label, colour) in enumerate(groups):
+        values = [report[f"probe/{group}_from_{f}"] for f in features]
+        bars = ax.bar(x + (i - 0.5) * 0.38, values, width=0.36, label=label, color=colour)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+        ax.axhline(report[f"probe/chance_{group}"], color=colour, linestyle="--", linewidth=1)
+        plotted.update({f"{group}_from_{f}": v for f, v in zip(features, values, strict=True)})
+    ax.set_xticks(x, [names[f] for f in features])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("probe accuracy on held-out people (%)")
+    ax.set_title("what each feature encodes (dashed: chance)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path, storage)
+    return plotted
+
+
 def _unit_interval(values: np.ndarray, what: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).reshape(-1)
     if array.size == 0:

@@ -136,7 +136,7 @@ def hits_sheet(result: SearchResult, gallery_uri: str, split: str, thumb_size: t
     """The contact sheet of ``result`` (thumbnails read from the gallery)."""
     blobs = read_images(gallery_uri, split, [h.image_id for h in result.hits], storage)
     thumbs = [resize(decode_image(blobs[h.image_id]), thumb_size) for h in result.hits]
-    labels = [f"{h.rank}  {h.score:.3f}" for h in result.hits]
+    labels = [f"#{h.rank}  {h.score:.3f}\nperson {h.person_id}" for h in result.hits]
     return render_contact_sheet(result.query, thumbs, labels, [h.correct for h in result.hits], thumb_size)
 
 

@@ -21,6 +21,11 @@ class ConvStem(nn.Module):
     Channels double towards ``dim`` (``max(16, dim / 2^(n-1-i))`` for block i of n). ``patch`` must be a
     power of two >= 2. ``weight`` is the first convolution's, so that code reading the patch projection's
     dtype (transformers' ViT casts pixels to it) keeps working.
+
+    Weights are He-initialised (fan-in, zero bias) so that the stem keeps its input's scale: PyTorch's default
+    convolution init divides the variance by ~3 per layer (~6 with the GELU), which left the tokens of a
+    five-layer stem at ~2 % of the input's scale, below the ViT's position embeddings, so every image gave
+    nearly the same tokens and contrastive training collapsed (InfoNCE stuck at log B for 1,000 steps).
     """
 
     def __init__(self, dim: int, patch: int, channels: int = 3) -> None:
@@ -36,6 +41,11 @@ class ConvStem(nn.Module):
             width_in = width
         layers.append(nn.Conv2d(width_in, dim, kernel_size=1))
         self.layers = nn.Sequential(*layers)
+        for layer in self.layers:
+            if isinstance(layer, nn.Conv2d):
+                last = layer is layers[-1]
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="linear" if last else "relu")
+                nn.init.zeros_(layer.bias)
 
     @property
     def weight(self) -> Tensor:

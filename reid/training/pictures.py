@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from reid.evaluation.evaluator import SplitEmbeddings
-from reid.evaluation.figures import plot_gate_histograms, plot_modality_weights, plot_tsne
+from reid.evaluation.figures import plot_gate_histograms, plot_modality_weights, plot_probes, plot_tsne
 from reid.evaluation.rank_grid import plot_rank_grid
 from reid.evaluation.split_reader import iter_gallery_batches
 from reid.storage import resolve
@@ -33,6 +33,7 @@ class SplitPictures:
     directory: str
     files: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    probes: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,8 +49,9 @@ class _GalleryFeatures:
 def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: str, tokenizer: Any,
                         device: torch.device | None = None) -> SplitPictures:
     """Evaluate ``model`` on ``split`` (as the validator does) and write ``gate.png``, ``modality.png``,
-    ``tsne.png`` and ``ranks.png`` under ``out_uri``. The gate, t-SNE and modality pictures read the gallery
-    images alone (the fusion's image-only path).
+    ``tsne.png``, ``ranks.png`` and (with ground-truth attributes) ``probes.png`` under ``out_uri``. The gate,
+    t-SNE and modality pictures read the gallery images alone (the fusion's image-only path); the probes are
+    fitted on the training split's images and scored on ``split``'s.
 
     Pictures that do not apply (no BDAM, no gate) are left out. Returns their URIs and the metrics.
     """
@@ -77,6 +79,13 @@ def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: s
         out.files["tsne"] = f"{name}/tsne.png"
     _rank_grid(embeddings, features, f"{name}/ranks.png", config)
     out.files["ranks"] = f"{name}/ranks.png"
+    if config.eval.probes:
+        from reid.training.probing import run_probes
+
+        out.probes = run_probes(model, config, device, "train", split)
+        if out.probes:
+            plot_probes(out.probes, f"{name}/probes.png", storage=config.storage)
+            out.files["probes"] = f"{name}/probes.png"
     logger.info("pictures of %s under %s: %s", split, name, ", ".join(sorted(out.files)))
     return out
 

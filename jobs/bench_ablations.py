@@ -1,0 +1,176 @@
+"""The paper's ablations (Tables 1-3) in miniature: each shipped ``tune_spaces/table*.yaml`` run through
+``reid tune`` with seeds 0, 1, 2 on the synthetic clothes-changing split, every trial's best checkpoint
+(chosen on val) scored on test in two gallery modes (image only; image + identity description) under the
+standard and the clothes-changing (``cc``) protocol, plus the disentanglement probes of Table 1's rows.
+
+    python jobs/bench_ablations.py [--tables table1_bdam table2_fusion table3_losses] [--identities 120]
+        [--images 6] [--seeds 0,1,2] [--workdir runs/ablations] [--out docs/results-tables.md]
+        [--set train.epochs=3 ...]
+
+Prints (and writes to ``--out``) one markdown table per paper table, rows as the paper orders them, each
+cell ``mean +- std`` over seeds. ``--resume`` continues interrupted searches. A job for ``ray job submit``
+too: every search is an ordinary ``reid tune`` search under ``<workdir>/tune`` (MLflow under ``<workdir>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from reid.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = (("image", False, "standard"), ("image+desc", True, "standard"),
+         ("image", False, "cc"), ("image+desc", True, "cc"))
+PROBE_KEYS = ("probe/id_from_id", "probe/clo_from_id", "probe/id_from_clo", "probe/clo_from_clo",
+              "probe/id_from_pooled", "probe/clo_from_pooled", "probe/chance_id", "probe/chance_clo")
+
+
+def build_dataset(root: str, identities: int, images: int, seed: int) -> str:
+    """Synthesise a clothes-changing split, prepare it and describe it with the oracle (once per workdir)."""
+    from reid.data.synth import generate
+    from reid.describe.config import DescribeConfig
+    from reid.describe.runner import describe_dataset_local
+    from reid.distributed.prepare_job import prepare_dataset
+    from reid.storage import exists, resolve
+
+    uri = f"{root}/dataset"
+    if not exists(resolve(f"{uri}/manifest.json")):
+        generate(f"{root}/raw", identities, images, seed=seed, clothes_changing=True, progress=False)
+        prepare_dataset("cuhk-pedes", f"{root}/raw", uri, overwrite=True, seed=seed)
+    describe_dataset_local(uri, DescribeConfig(backend="oracle"))  # resumable: a rerun describes nothing
+    return uri
+
+
+def seeded_space(table: str, seeds: list[int], directory: str) -> str:
+    """The shipped space ``tune_spaces/<table>.yaml`` with a ``seed`` grid added under ``params``."""
+    data = yaml.safe_load((REPO / "tune_spaces" / f"{table}.yaml").read_text())
+    data.setdefault("params", {})["seed"] = {"grid": list(seeds)}
+    path = os.path.join(directory, f"{table}.yaml")
+    with open(path, "w") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False)
+    return path
+
+
+def score_checkpoint(checkpoint: str, data: str, config: Config) -> dict[str, dict[str, float]]:
+    """Test metrics of one checkpoint in every gallery mode x protocol, and its probes (fit train, score test)."""
+    import torch
+
+    from reid.evaluation.evaluator import Evaluator
+    from reid.evaluation.loading import load_encoder
+    from reid.models.export import load_inference_checkpoint
+    from reid.training.probing import run_probes
+
+    encoder, ckpt = load_encoder(checkpoint, "cpu", config.data.eval_batch_size)
+    out = {}
+    for name, descriptions, protocol in MODES:
+        evaluator = Evaluator(data, ckpt.data.image_size, config.data.eval_batch_size, use_descriptions=descriptions,
+                              progress=False, protocol=protocol)
+        out[f"{name}/{protocol}"] = evaluator.evaluate(encoder, "test").metrics
+    model, model_config = load_inference_checkpoint(checkpoint)
+    probe_config = replace(model_config, data=replace(model_config.data, uri=data))
+    out["probes"] = run_probes(model, probe_config, torch.device("cpu"), "train", "test")
+    return out
+
+
+def run_table(table: str, config: Config, data: str, seeds: list[int], resume: bool) -> dict[str, list[dict]]:
+    """Search one table (variants x seeds, FIFO: no trial stopped early); scores of each variant's trials."""
+    from reid.config.loader import with_overrides
+    from reid.distributed.tune_job import run_search
+    from reid.search_space import load_space
+
+    with tempfile.TemporaryDirectory() as tmp:
+        space = load_space(seeded_space(table, seeds, tmp))
+        search = with_overrides(config, {"tune.name": table, "tune.scheduler": "fifo"})
+        outcome = run_search(search, space, num_samples=1, resume=resume)
+    scores: dict[str, list[dict]] = defaultdict(list)
+    for row in outcome.rows:
+        best = f"{outcome.search_uri}/trials/{row.trial_id}/best"
+        if row.status != "COMPLETED":
+            logging.warning("%s: trial %s (%s) ended %s; left out", table, row.trial_id, dict(row.params), row.status)
+            continue
+        scores[row.params["variant"]].append(score_checkpoint(best, data, config))
+    return {variant: scores[variant] for variant in space.variants if variant in scores}
+
+
+def mean_std(values: list[float]) -> str:
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if len(array) > 1 else float("nan")
+    return f"{array.mean():.1f} ± {std:.1f}" if not math.isnan(std) else f"{array.mean():.1f}"
+
+
+def markdown(table: str, rows: dict[str, list[dict]]) -> str:
+    """``| row | image mAP | image R1 | image+desc mAP | ... |`` for the standard and the cc protocol."""
+    header = ["row", "seeds"] + [f"{mode} {proto} {metric}" for mode, _, proto in MODES for metric in ("mAP", "R1")]
+    lines = [f"### {table}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, trials in rows.items():
+        cells = [variant, str(len(trials))]
+        for mode, _, proto in MODES:
+            for metric in ("mAP", "R1"):
+                cells.append(mean_std([t[f"{mode}/{proto}"][metric] for t in trials]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def probe_markdown(rows: dict[str, list[dict]]) -> str:
+    """Probe accuracies (percent, mean +- std over seeds) of every row that has them."""
+    keys = [k for k in PROBE_KEYS if any(k in t["probes"] for trials in rows.values() for t in trials)]
+    lines = ["| row | " + " | ".join(k.removeprefix("probe/") for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for variant, trials in rows.items():
+        cells = [mean_std([t["probes"][k] for t in trials]) if all(k in t["probes"] for t in trials) else "-"
+                 for k in keys]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="pkg://demo")
+    parser.add_argument("--tables", nargs="+", default=["table1_bdam", "table2_fusion", "table3_losses"])
+    parser.add_argument("--identities", type=int, default=120)
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--workdir", default="runs/ablations")
+    parser.add_argument("--out", default=None, help="also write the markdown tables to this file")
+    parser.add_argument("--resume", action="store_true", help="continue interrupted searches")
+    parser.add_argument("--set", action="append", default=[], help="config override for every trial")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from reid.distributed.runtime import ensure_ray
+    from reid.evaluation.selection import parse_seeds
+
+    ensure_ray(dashboard=True)
+    workdir = str(Path(args.workdir).absolute())
+    data = build_dataset(workdir, args.identities, args.images, seed=0)
+    config = load_config(args.config, [f"data.uri={data}", f"tune.storage_uri={workdir}/tune",
+                                       f"tracking.runs_dir={workdir}", "train.pictures=false", *args.set])
+    seeds = parse_seeds(args.seeds)
+    parts = [f"Synthetic clothes-changing split: {args.identities} identities x {args.images} images, seeds "
+             f"{args.seeds}, config {args.config} {' '.join(args.set)}; test metrics of the checkpoint chosen on "
+             "val, mean ± std over seeds."]
+    probes = {}
+    for table in args.tables:
+        rows = run_table(table, config, data, seeds, args.resume)
+        parts.append(markdown(table, rows))
+        if table.startswith("table1"):
+            probes = rows
+        print(parts[-1] + "\n", flush=True)
+    if probes:
+        parts.append("### probes (Table 1 rows; fitted on train images, scored on test images)\n\n"
+                     + probe_markdown(probes))
+        print(parts[-1], flush=True)
+    if args.out:
+        Path(args.out).write_text("\n\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    main()
