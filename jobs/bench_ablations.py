@@ -86,6 +86,7 @@ def run_table(table: str, config: Config, data: str, seeds: list[int], resume: b
     """Search one table (variants x seeds, FIFO: no trial stopped early); scores of each variant's trials."""
     from reid.config.loader import with_overrides
     from reid.distributed.tune_job import run_search
+    from reid.distributed.tune_summary import COMPLETED
     from reid.search_space import load_space
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +96,7 @@ def run_table(table: str, config: Config, data: str, seeds: list[int], resume: b
     scores: dict[str, list[dict]] = defaultdict(list)
     for row in outcome.rows:
         best = f"{outcome.search_uri}/trials/{row.trial_id}/best"
-        if row.status != "COMPLETED":
+        if row.status != COMPLETED:
             logging.warning("%s: trial %s (%s) ended %s; left out", table, row.trial_id, dict(row.params), row.status)
             continue
         scores[row.params["variant"]].append(score_checkpoint(best, data, config))
