@@ -130,7 +130,8 @@ class ReidModel(nn.Module):
         return list(self.image_encoder.final_norm.parameters())
 
     def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, 3, H, W]`` (or float in [0, 1]) -> ``(x - mean) / std`` in the model's dtype."""
+        """uint8 ``[B, 3, H, W]`` (or float in [0, 1]) -> ``(x - mean) / std`` in the image encoder's parameter
+        dtype (bf16 under DeepSpeed bf16, whatever the buffers' dtype), computed in fp32."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
         if tuple(images.shape[-2:]) != self.image_size:
@@ -138,10 +139,11 @@ class ReidModel(nn.Module):
                 f"images are {images.shape[-2]}x{images.shape[-1]} but the model was built for "
                 f"{self.image_size[0]}x{self.image_size[1]} (data.image_size)"
             )
-        x = images.to(self.pixel_mean.dtype)
+        x = images.float()
         if images.dtype == torch.uint8:
             x = x / 255.0
-        return (x - self.pixel_mean) / self.pixel_std
+        x = (x - self.pixel_mean.float()) / self.pixel_std.float()
+        return x.to(next(self.image_encoder.parameters()).dtype)
 
     # ---------------------------------------------------------------------------------------- internals
     def _gallery(

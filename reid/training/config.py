@@ -14,6 +14,11 @@ class OptimConfig:
     follows a half cosine down to ``min_lr_ratio * lr`` at the last step of ``train.epochs``.
     ``frozen`` lists parameter-name prefixes (``text_encoder.``, ``image_encoder.vit.embeddings.``) that are
     not trained, e.g. a pretrained text tower kept as it is.
+
+    ``lr`` is the rate at ``reference_batch`` samples per step. The global batch is ``P x K x train.workers``
+    (each worker draws its own P x K batch; steps per epoch do not shrink with more workers). ``lr_scaling``
+    says how the rate follows it: ``none`` (the same ``lr`` at any batch), ``linear`` (``lr * B / B_ref``) or
+    ``sqrt`` (``lr * sqrt(B / B_ref)``). The effective batch and rate are logged at start.
     """
 
     name: Literal["adam", "adamw", "sgd"] = "adam"
@@ -23,8 +28,12 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
     frozen: tuple[str, ...] = ()
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch: int = 64
 
     def __post_init__(self) -> None:
+        if self.reference_batch < 1:
+            raise ValueError(f"optim.reference_batch must be >= 1, got {self.reference_batch}")
         if not self.lr > 0:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if self.warmup_epochs < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:

@@ -145,24 +145,23 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
     sums: dict[str, float] = defaultdict(float)
     steps, samples, start = 0, 0, time.perf_counter()
     for batch in parts.data.batches(state.epoch):
-        tensors = drop_absent_descriptions(to_tensors(batch, context.device))
+        tensors = drop_absent_descriptions(to_tensors(batch, context.device), context.device)
         outputs = parts.engine.forward(tensors)
         losses = compute_losses(outputs, tensors, config.loss)
         total = parts.balancer.weighted_loss(losses)
         parts.engine.backward(total, retain_graph=parts.balancer.will_update())
         parts.balancer.update(losses, model.shared_parameters())
         parts.engine.step()
-        for name, value in {**losses, "total": total}.items():
-            sums[f"loss/{name}"] += float(value.detach())
-        for key in ("bdam_gate", "w_img", "w_txt"):
-            if outputs.get(key) is not None:
-                sums[f"gate/{key}_mean"] += float(outputs[key].detach().float().mean())
+        _accumulate(sums, losses, total, outputs)
         steps, samples = steps + 1, samples + len(batch["pids"])
         state.step += 1
+        # GradNorm's retained graph hangs off these: free it now, not when the next forward rebinds the names
+        # (which would hold two steps' activations at the peak of the next forward).
+        del outputs, losses, total, tensors
     seconds = time.perf_counter() - start
     if steps == 0:
         raise RuntimeError(f"epoch {state.epoch} gave no training batches on rank {context.world_rank}")
-    means = _mean_over_ranks({k: v / steps for k, v in sums.items()})
+    means = mean_over_ranks({k: v / steps for k, v in sums.items()}, context.device)
     means.update({k: float(v) for k, v in parts.balancer.stats().items() if k.startswith("weight/")})
     means["samples_per_s"] = samples * context.world_size / seconds
     means["epoch_seconds"] = seconds
@@ -170,6 +169,17 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
     means["step"] = float(state.step)
     logger.info("epoch %d: %s", state.epoch, " ".join(f"{k}={v:.4g}" for k, v in sorted(means.items())))
     return means
+
+
+def _accumulate(sums: dict[str, float], losses: Mapping[str, torch.Tensor], total: torch.Tensor,
+                outputs: Mapping[str, Any]) -> None:
+    """Add a step's losses and gate means to ``sums`` (in a function of its own: loop variables that outlive
+    the loop would keep the step's graph alive)."""
+    for name, value in {**losses, "total": total}.items():
+        sums[f"loss/{name}"] += float(value.detach())
+    for key in ("bdam_gate", "w_img", "w_txt"):
+        if outputs.get(key) is not None:
+            sums[f"gate/{key}_mean"] += float(outputs[key].detach().float().mean())
 
 
 def _validate(config: Config, context: TrainContext, parts: LoopParts, state: LoopState,
@@ -227,7 +237,7 @@ def _restore(context: TrainContext, parts: LoopParts) -> tuple[LoopState, dict[s
     parts.balancer.load_state_dict(client["balancer"])
     rng_file = os.path.join(directory, RNG_FILE.format(rank=context.world_rank))
     if os.path.exists(rng_file):
-        torch.set_rng_state(torch.load(rng_file, weights_only=True)["torch"])
+        _set_rng_state(torch.load(rng_file, weights_only=True))
     else:
         logger.warning("checkpoint %s has no RNG state for rank %d", directory, context.world_rank)
     loop = client["loop"]
@@ -237,37 +247,77 @@ def _restore(context: TrainContext, parts: LoopParts) -> tuple[LoopState, dict[s
     return state, client.get("metrics")
 
 
-def _rng_state() -> dict[str, torch.Tensor]:
-    return {"torch": torch.get_rng_state()}
+def _rng_state() -> dict[str, Any]:
+    """The CPU generator's state and, on a CUDA machine, every CUDA device's."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def _mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """The mean of each value over the ranks of the process group (``values`` as they are without one).
+
+    The reduced tensor lives on ``device`` (the rank's training device): NCCL, Ray Train's backend on GPUs,
+    has no CPU collectives ("No backend type associated with device type cpu").
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2 or not values:
         return values
     keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return dict(zip(keys, (tensor / dist.get_world_size()).tolist(), strict=True))
+    return dict(zip(keys, (tensor / dist.get_world_size()).cpu().tolist(), strict=True))
 
 
 def to_tensors(batch: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Numeric arrays of a numpy batch as tensors on ``device`` (string columns such as ``image_ids`` dropped)."""
+    """Numeric arrays of a numpy batch as tensors on ``device`` (string columns such as ``image_ids`` dropped).
+
+    To a CUDA device the copy goes from pinned memory without blocking (it overlaps the previous step's
+    kernels; a kernel reading the tensor is ordered after the copy on the same stream).
+    """
     out = {}
     for key, value in batch.items():
         array = np.asarray(value)
         if array.dtype.kind in "biuf":
-            out[key] = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+            array = np.ascontiguousarray(array)
+            if not array.flags.writeable:  # Ray Data's batches are read-only views of the object store
+                array = array.copy()
+            tensor = torch.from_numpy(array)
+            if device.type == "cuda":
+                tensor = tensor.pin_memory().to(device, non_blocking=True)
+            out[key] = tensor.to(device)
     return out
 
 
-def drop_absent_descriptions(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Leave out a description kind (``id_desc``/``clo_desc``) that no row of the batch has: the model then
-    skips encoding ``[B, T]`` empty texts, with the same outputs (no description means image-only fusion
-    and no clothing terms)."""
-    for kind in ("id_desc", "clo_desc"):
-        has = tensors.get(f"has_{kind}")
-        if has is not None and not bool(has.any()):
+DESCRIPTION_KINDS = ("id_desc", "clo_desc")
+
+
+def drop_absent_descriptions(tensors: dict[str, torch.Tensor], device: torch.device | None = None
+                             ) -> dict[str, torch.Tensor]:
+    """Leave out a description kind (``id_desc``/``clo_desc``) that no row of the batch has *on any rank*:
+    the model then skips encoding ``[B, T]`` empty texts, with the same outputs (no description means
+    image-only fusion and no clothing terms).
+
+    Under ``torch.distributed`` the ranks agree first (one all-reduce of two flags on ``device``): a rank
+    whose batch lacks a kind another rank has keeps its empty texts, so that every rank runs the same
+    modules (``fusion.text_align``, ``fusion.gate``, the clothing projection) and DeepSpeed's ZeRO-1/2
+    gradient buckets match; otherwise ranks would reduce different buckets and hang or mix gradients.
+    """
+    present = [bool(tensors[f"has_{kind}"].any()) if f"has_{kind}" in tensors else False
+               for kind in DESCRIPTION_KINDS]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        flags = torch.tensor(present, dtype=torch.int32, device=device or torch.device("cpu"))
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        present = [bool(v) for v in flags.tolist()]
+    for kind, keep in zip(DESCRIPTION_KINDS, present, strict=True):
+        if not keep:
             for suffix in ("_ids", "_mask"):
                 tensors.pop(kind + suffix, None)
-            tensors.pop(f"has_{kind}")
+            tensors.pop(f"has_{kind}", None)
     return tensors

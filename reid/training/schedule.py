@@ -21,6 +21,19 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_rat
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def scaled_lr(lr: float, rule: str, global_batch: int, reference_batch: int) -> float:
+    """The base lr for a global batch: ``lr`` (``none``), ``lr * B / B_ref`` (``linear``, Goyal et al.) or
+    ``lr * sqrt(B / B_ref)`` (``sqrt``, the usual rule for Adam), ``B = P x K x workers``."""
+    if rule == "none":
+        return lr
+    ratio = global_batch / reference_batch
+    if rule == "linear":
+        return lr * ratio
+    if rule == "sqrt":
+        return lr * math.sqrt(ratio)
+    raise ValueError(f"optim.lr_scaling must be none, linear or sqrt, got {rule!r}")
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -22,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed torch (model init is identical on every rank) and optionally ask for deterministic kernels."""
+    """Seed torch (model init is identical on every rank) and optionally ask for deterministic kernels
+    (on CUDA that needs ``CUBLAS_WORKSPACE_CONFIG``, set here unless the environment sets it)."""
     torch.manual_seed(seed)
     if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
 
@@ -48,22 +51,36 @@ def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> int:
     return frozen
 
 
-def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over the trainable parameters with ``optim.lr`` and ``optim.weight_decay``."""
+def build_optimizer(config: Config, model: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD over the trainable parameters with ``lr`` (default ``optim.lr``) and
+    ``optim.weight_decay``."""
     params = [p for p in model.parameters() if p.requires_grad]
     o = config.optim
+    lr = o.lr if lr is None else lr
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=o.weight_decay)
     if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay, momentum=0.9)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=lr, weight_decay=o.weight_decay, momentum=0.9)
+
+
+def effective_lr(config: Config, world_size: int) -> tuple[int, float]:
+    """``(global batch, base lr)`` of a run on ``world_size`` workers under ``optim.lr_scaling``."""
+    from reid.training.schedule import scaled_lr
+
+    batch = config.data.batch.p * config.data.batch.k * world_size
+    return batch, scaled_lr(config.optim.lr, config.optim.lr_scaling, batch, config.optim.reference_batch)
 
 
 def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) -> Engine:
     """The engine of ``train.engine`` with the cosine/warm-up schedule over ``epochs x steps`` steps
     (the ``optim.frozen`` parameters left out)."""
     freeze_parameters(model, config.optim.frozen)
-    optimizer = build_optimizer(config, model)
+    batch, lr = effective_lr(config, world_size)
+    logger.info("global batch %d (P %d x K %d x %d workers), lr %.3g (optim.lr %.3g, lr_scaling %s, reference "
+                "batch %d)", batch, config.data.batch.p, config.data.batch.k, world_size, lr, config.optim.lr,
+                config.optim.lr_scaling, config.optim.reference_batch)
+    optimizer = build_optimizer(config, model, lr)
     total = config.train.epochs * steps
     warmup = min(total - 1, math.ceil(config.optim.warmup_epochs * steps))
     scheduler = build_scheduler(optimizer, max(0, warmup), total, config.optim.min_lr_ratio)
