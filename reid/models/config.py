@@ -37,6 +37,7 @@ class FusionConfig:
     ff_mult: int = 4  # "transformer" only: feed-forward width = ff_mult * width
     align: bool = True
     gate: bool = True
+    allow_slow_kernels: bool = False  # mamba on a GPU without the mamba-ssm kernels: refuse (false) or run slowly
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ class FusionModule(nn.Module):
         out_dim: int = 256,
         heads: int = 4,
         ff_mult: int = 4,
+        allow_slow_kernels: bool = False,
     ) -> None:
         super().__init__()
         if kind not in FUSION_KINDS:
@@ -142,19 +143,20 @@ class FusionModule(nn.Module):
         self.text_align = _aligner(text_dim, width, align, dropout) if kind != "none" else None
         self.gate = nn.Linear(2 * width, 2) if gate and kind != "none" else None
         self.layers = nn.ModuleList(
-            [] if kind == "none" else [self._layer(kind, width, d_state, d_conv, expand, heads, ff_mult, dropout)
-                                       for _ in range(layers)]
+            [] if kind == "none" else [self._layer(kind, width, d_state, d_conv, expand, heads, ff_mult, dropout,
+                                                   allow_slow_kernels) for _ in range(layers)]
         )
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, out_dim)
 
     @staticmethod
     def _layer(kind: str, width: int, d_state: int, d_conv: int, expand: int, heads: int, ff_mult: int,
-               dropout: float) -> nn.Module:
+               dropout: float, allow_slow: bool) -> nn.Module:
         if kind == "transformer":
             return _TransformerLayer(width, heads, ff_mult, dropout)
         if kind == "mamba":
-            return _Residual(BidirectionalMamba(width, d_state=d_state, d_conv=d_conv, expand=expand), width, dropout)
+            mixer = BidirectionalMamba(width, d_state=d_state, d_conv=d_conv, expand=expand, allow_slow=allow_slow)
+            return _Residual(mixer, width, dropout)
         mlp = nn.Sequential(nn.Linear(width, expand * width), nn.GELU(), nn.Dropout(dropout),
                             nn.Linear(expand * width, width))
         return _Residual(mlp, width, dropout)
@@ -244,5 +246,6 @@ def build_fusion(cfg: FusionConfig, image_dim: int, text_dim: int, out_dim: int,
     options: dict[str, Any] = {
         "width": cfg.width, "layers": cfg.layers, "d_state": cfg.d_state, "d_conv": cfg.d_conv,
         "expand": cfg.expand, "align": cfg.align, "gate": cfg.gate, "heads": cfg.heads, "ff_mult": cfg.ff_mult,
+        "allow_slow_kernels": cfg.allow_slow_kernels,
     }
     return FusionModule(cfg.kind, image_dim, text_dim, dropout=dropout, out_dim=out_dim, **options)

@@ -75,3 +75,41 @@ def test_cuda_kernels_are_detected_only_with_mamba_ssm() -> None:
         pytest.skip("no CUDA device with mamba-ssm here")
     x = torch.randn(1, 4, 24, device="cuda")
     assert MambaMixerLayer.path_for(x) == "cuda-kernels"
+
+
+def test_an_accelerator_input_without_the_kernels_is_refused_unless_allowed() -> None:
+    """The slow PyTorch path (no mamba-ssm kernels) on an accelerator stops with the fix named; the meta device
+    stands in for a GPU without the kernels."""
+    from reid.models.mamba.mixer import SlowMambaPathError
+
+    x = torch.empty(1, 5, 24, device="meta")
+    refusing = MambaMixerLayer(24, d_state=6).to("meta")
+    with pytest.raises(SlowMambaPathError, match="allow_slow_kernels"):
+        refusing(x)
+    allowing = MambaMixerLayer(24, d_state=6, allow_slow=True).to("meta")
+    assert allowing(x).shape == (1, 5, 24)
+
+
+def test_the_path_is_logged_once_per_device_type(caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from reid.models.mamba import mixer
+
+    monkeypatch.setattr(mixer, "_LOGGED_PATHS", set())
+    ours, _ = pair()
+    x = torch.randn(2, 9, 24, dtype=torch.float64)
+    with caplog.at_level(logging.INFO, logger="reid.models.mamba.mixer"):
+        ours(x)
+        ours(x)
+    assert [r.getMessage() for r in caplog.records] == ["Mamba fusion runs the cpu-kernel path on cpu"]
+
+
+def test_the_fusion_setting_reaches_every_mixer() -> None:
+    from reid.models.config import FusionConfig
+    from reid.models.fusion import build_fusion
+
+    module = build_fusion(FusionConfig(kind="mamba", layers=2, width=16, d_state=4, allow_slow_kernels=True), 8, 8,
+                          8, 0.0)
+    mixers = [m for m in module.modules() if isinstance(m, MambaMixerLayer)]
+    assert len(mixers) == 4 and all(m.allow_slow for m in mixers)

@@ -32,10 +32,12 @@ class BidirectionalMamba(nn.Module):
     :class:`MambaMixerLayer`), so both directions run on whichever the input's device selects.
     """
 
-    def __init__(self, width: int, d_state: int = 16, d_conv: int = 4, expand: int = 2) -> None:
+    def __init__(self, width: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 allow_slow: bool = False) -> None:
         super().__init__()
-        self.forward_mixer = MambaMixerLayer(width, d_state=d_state, d_conv=d_conv, expand=expand)
-        self.backward_mixer = MambaMixerLayer(width, d_state=d_state, d_conv=d_conv, expand=expand)
+        options = {"d_state": d_state, "d_conv": d_conv, "expand": expand, "allow_slow": allow_slow}
+        self.forward_mixer = MambaMixerLayer(width, **options)
+        self.backward_mixer = MambaMixerLayer(width, **options)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """``x [B, L, W]``, ``mask [B, L]`` bool (real first, padding last) -> ``[B, L, W]``."""

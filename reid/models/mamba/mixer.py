@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,13 @@ from transformers.models.mamba.modeling_mamba import MambaMixer
 
 from reid.models.mamba.conv import causal_conv1d_silu
 from reid.models.mamba.scan import selective_scan
+
+logger = logging.getLogger(__name__)
+_LOGGED_PATHS: set[tuple[str, str]] = set()
+
+
+class SlowMambaPathError(RuntimeError):
+    """An accelerator input would run transformers' slow PyTorch Mamba path (no CUDA kernels)."""
 
 
 @functools.cache
@@ -31,15 +39,19 @@ class MambaMixerLayer(MambaMixer):
     It *is* ``transformers.MambaMixer`` (same parameters, same ``state_dict``), with the forward path chosen
     per call: a CUDA input with ``mamba_ssm`` installed runs the library's forward (mamba-ssm /
     causal-conv1d kernels); a CPU input runs :meth:`forward_cpu`, the same maths with the selective scan
-    in a compiled kernel that never materialises ``[Bsz, L, D_inner, N]``; anything else falls back to
-    the library's PyTorch path.
+    in a compiled kernel that never materialises ``[Bsz, L, D_inner, N]``; anything else would fall back to
+    the library's PyTorch path, which on an accelerator is refused (:class:`SlowMambaPathError`: the
+    ``gpu`` extra's kernels are missing or do not import) unless ``allow_slow``. Each process logs the path
+    it runs once per device type.
     """
 
-    def __init__(self, hidden_size: int, d_state: int = 16, d_conv: int = 4, expand: int = 2) -> None:
+    def __init__(self, hidden_size: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 allow_slow: bool = False) -> None:
         config = MambaConfig(
             hidden_size=hidden_size, state_size=d_state, conv_kernel=d_conv, expand=expand, num_hidden_layers=1
         )
         super().__init__(config, layer_idx=0)
+        self.allow_slow = allow_slow
 
     @staticmethod
     def path_for(hidden_states: Tensor) -> str:
@@ -55,7 +67,17 @@ class MambaMixerLayer(MambaMixer):
 
         Extra keyword arguments (a generation cache) go to the library's forward.
         """
-        if self.path_for(hidden_states) == "cpu-kernel" and not kwargs:
+        path = self.path_for(hidden_states)
+        device = hidden_states.device.type
+        if path == "torch-fallback" and not self.allow_slow:
+            raise SlowMambaPathError(
+                f"Mamba fusion on {device}: the mamba-ssm/causal-conv1d CUDA kernels are missing or do not import, "
+                "so transformers would run its slow PyTorch path; install them (pip install -e '.[gpu]' "
+                "--no-build-isolation, or use the project's container) or set model.fusion.allow_slow_kernels=true")
+        if (path, device) not in _LOGGED_PATHS:
+            _LOGGED_PATHS.add((path, device))
+            logger.info("Mamba fusion runs the %s path on %s", path, device)
+        if path == "cpu-kernel" and not kwargs:
             return self.forward_cpu(hidden_states, attention_mask)
         return super().forward(hidden_states, attention_mask=attention_mask, **kwargs)
 
