@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     """Train (once or per seed) and print the validation/test metrics as JSON."""
     from reid.cli.main import UserFacingError
     from reid.config import load_config
+    from reid.distributed.tracking import TrackingStoreError
     from reid.distributed.train_job import RunExistsError, train, train_seeds
     from reid.evaluation.selection import parse_seeds
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"parent_run_id": out["parent_run_id"], **out["summary"].to_dict()}))
             return 0
         outcome = train(config, args.resume, data=args.data_source)
-    except (RunExistsError, FileNotFoundError, ValueError) as exc:
+    except (RunExistsError, TrackingStoreError, FileNotFoundError, ValueError) as exc:
         raise UserFacingError(str(exc)) from exc
     print(json.dumps({"run_uri": outcome.run_uri, "best_checkpoint": outcome.best_uri,
                       "best_epoch": outcome.best_epoch, "val": outcome.val_metrics, "test": outcome.test_metrics,

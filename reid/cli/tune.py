@@ -33,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserFacingError(f"--num-samples must be >= 1, got {args.num_samples}")
     config = load_config(args.config, args.set)
     space = load_space(args.space)
+    from reid.distributed.tracking import TrackingStoreError
     from reid.distributed.tune_job import SearchExistsError, run_search
 
     try:
         outcome = run_search(config, space, args.num_samples, args.resume, args.data_source)
-    except (SearchExistsError, FileNotFoundError) as exc:
+    except (SearchExistsError, TrackingStoreError, FileNotFoundError) as exc:
         raise UserFacingError(str(exc)) from exc
     print(outcome.table())
     best = outcome.rows[0] if outcome.rows else None

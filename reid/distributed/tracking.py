@@ -44,6 +44,43 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     return f"sqlite:///{runs / 'mlflow.db'}"
 
 
+class TrackingStoreError(RuntimeError):
+    """The tracking store cannot be reached by every process that logs to it."""
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+def node_local(uri: str) -> bool:
+    """True when ``uri`` names a store only this machine can reach: a file or SQLite store, or a server on a
+    loopback address."""
+    from urllib.parse import urlparse
+
+    if uri == "databricks" or uri.startswith("databricks://"):  # a hosted store, named without a URL
+        return False
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file", "sqlite"):
+        return True
+    return parsed.scheme in ("http", "https") and (parsed.hostname or "") in LOOPBACK_HOSTS
+
+
+def check_tracking_store(uri: str, nodes: int) -> None:
+    """Refuse a node-local tracking store on a cluster of several nodes: rank 0, which logs every epoch, may
+    run on another node and would write to (or fail to reach) a store the driver never sees."""
+    if nodes > 1 and node_local(uri):
+        raise TrackingStoreError(
+            f"the MLflow tracking store {uri} is local to this node, but the Ray cluster has {nodes} nodes and "
+            "training workers may run on another: set tracking.uri (or MLFLOW_TRACKING_URI) to an `mlflow server` "
+            "that every node reaches, e.g. http://<head-ip>:5000 (cluster/aws-gpu.yaml starts one on the head)")
+
+
+def alive_nodes() -> int:
+    """The number of alive nodes of the connected Ray cluster."""
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of environment variables whose names look secret (``*_TOKEN``, ``*_SECRET*``, ``*API_KEY``...)."""
     env = os.environ if environ is None else environ

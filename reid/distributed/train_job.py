@@ -21,7 +21,7 @@ from reid.config.typecheck import build_dataclass
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.portable import portable_config
 from reid.distributed.runtime import ensure_ray
-from reid.distributed.tracking import RunTracker
+from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, tracking_uri
 from reid.storage import adopt_s3_filesystem, exists, list_files, read_json, resolve, s3_filesystem, write_json
 from reid.training.batches import (
     InMemoryBatches,
@@ -226,6 +226,7 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
 def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None) -> RunTracker | None:
     if not config.tracking.enabled:
         return None
+    check_tracking_store(tracking_uri(config.tracking), alive_nodes())
     saved = run.join(TRACKING_FILE)
     if resume and exists(saved):
         info = read_json(saved)
@@ -264,6 +265,9 @@ def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data
     which gets the mean and std of the test metrics."""
     from reid.evaluation.selection import summarize_seeds
 
+    ensure_ray()
+    if config.tracking.enabled:
+        check_tracking_store(tracking_uri(config.tracking), alive_nodes())
     parent = RunTracker.create(config, f"{config.train.name}-seeds") if config.tracking.enabled else None
     results = {}
     for seed in seeds:

@@ -71,3 +71,24 @@ def test_canary_secret_never_reaches_mlflow(tmp_path: Path, monkeypatch: pytest.
     assert [p.name for p in files] == ["resolved.yaml"]
     assert all(CANARY not in p.read_text() for p in files)
     assert "lr: 0.0005" in files[0].read_text()
+
+
+@pytest.mark.parametrize("uri,local", [("sqlite:////runs/mlflow.db", True), ("/runs/mlruns", True),
+                                       ("file:///runs/mlruns", True), ("http://127.0.0.1:5000", True),
+                                       ("http://localhost:5000", True), ("http://10.0.0.5:5000", False),
+                                       ("https://mlflow.example.org", False), ("databricks", False)])
+def test_node_local_tracking_stores(uri: str, local: bool) -> None:
+    from reid.distributed.tracking import node_local
+
+    assert node_local(uri) == local
+
+
+def test_a_node_local_store_is_refused_on_a_multi_node_cluster() -> None:
+    from reid.distributed.tracking import TrackingStoreError, check_tracking_store
+
+    check_tracking_store("sqlite:////runs/mlflow.db", nodes=1)  # one node: rank 0 runs beside the driver
+    check_tracking_store("http://10.0.0.5:5000", nodes=3)
+    with pytest.raises(TrackingStoreError, match=r"has 3 nodes.*set tracking.uri \(or MLFLOW_TRACKING_URI\)"):
+        check_tracking_store("sqlite:////runs/mlflow.db", nodes=3)
+    with pytest.raises(TrackingStoreError, match="local to this node"):
+        check_tracking_store("http://localhost:5000", nodes=2)
