@@ -46,3 +46,29 @@ def test_paper_config_sets_every_cluster_setting_itself(name: str) -> None:
     assert (config.model.fusion.layers, config.model.fusion.width, config.model.fusion.d_state) == (2, 256, 16)
     assert (config.optim.lr, config.optim.weight_decay) == (1e-4, 1e-3) and config.gradnorm.alpha == 1.5
     assert config.train.name == name and name in config.data.uri
+
+
+def test_the_paper_smoke_run_builds_the_papers_architecture() -> None:
+    """jobs/paper_smoke.py's overrides give ViT-B/16 + BERT-base + 4-block BDAM + 2-layer Mamba of width 256."""
+    import sys
+
+    sys.path.insert(0, str(CONFIGS.parent))
+    from paper_smoke import overrides, parameter_counts
+
+    for size in ((224, 224), (384, 128)):
+        config = load_config("pkg://demo", overrides("/tmp/data", size, "/tmp/root"))
+        assert (config.train.zero_stage, config.train.precision, config.train.workers) == (2, "bf16", 2)
+        assert config.gradnorm.enabled and tuple(config.data.image_size) == size
+        counts = parameter_counts(config)
+        assert 85 < counts["vision"] < 87 and 108 < counts["text"] < 110 and 250 < counts["total"] < 300
+
+
+def test_the_gpu_check_script_runs_its_code_on_a_cpu() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(CONFIGS.parent / "gpu_check.py"), "--device", "cpu", "--small",
+                           "--batch", "8", "--steps", "1", "--size", "64x32"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "gpu check passed" in done.stdout and "Mamba path cpu-kernel" in done.stdout

@@ -164,6 +164,7 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
     means = mean_over_ranks({k: v / steps for k, v in sums.items()}, context.device)
     means.update({k: float(v) for k, v in parts.balancer.stats().items() if k.startswith("weight/")})
     means["samples_per_s"] = samples * context.world_size / seconds
+    means["peak_memory_mib"] = peak_memory_mib(context.device)
     means["epoch_seconds"] = seconds
     means["lr"] = parts.engine.learning_rate()
     means["step"] = float(state.step)
@@ -259,6 +260,15 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """This process's peak memory so far: allocated CUDA memory on a GPU, resident set size on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
