@@ -47,6 +47,7 @@ class DeepSpeedEngine:
         )
         self.module = self.engine.module
         self.zero_stage = int(dict(config).get("zero_optimization", {}).get("stage", 0))
+        self.bf16 = bool(dict(config).get("bf16", {}).get("enabled", False))
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return self.engine(batch)
@@ -63,23 +64,44 @@ class DeepSpeedEngine:
 
     @contextlib.contextmanager
     def whole_module(self) -> Iterator[nn.Module]:
-        """Stages 0-2: ``module`` itself. ZeRO-3: every rank gathers the parameters (a collective) and copies
-        them into a fresh model from ``rebuild``; the copy is used instead of ``module`` because ZeRO-3's
-        forward hooks partition a module's parameters again after each of its forwards."""
-        if self.zero_stage < 3:
+        """The model with whole fp32 weights, for validation and the best-model export (entered by every rank).
+
+        fp32 at stages 0-2: ``module`` itself. bf16 at stages 0-2: a fresh fp32 model from ``rebuild`` holding
+        the optimiser's fp32 master weights (each gathered from the ranks' partitions, a collective), not the
+        bf16 copies the forward uses, so the exported checkpoint keeps full precision. ZeRO-3: every rank
+        gathers the parameters and copies them into a fresh model (used instead of ``module`` because ZeRO-3's
+        forward hooks partition a module's parameters again after each of its forwards); with bf16 these are
+        the bf16 values, upcast.
+        """
+        if self.zero_stage < 3 and not self.bf16:
             yield self.module
             return
         if self.rebuild is None:
-            raise RuntimeError("ZeRO-3 evaluation needs DeepSpeedEngine(rebuild=...) to hold a whole copy")
+            raise RuntimeError("ZeRO-3 and bf16 evaluation need DeepSpeedEngine(rebuild=...) to hold a whole copy")
+        state = self._master_state() if self.zero_stage < 3 else self._gathered_state()
+        device = next(iter(state.values())).device
+        copy = self.rebuild().to(device)
+        copy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        copy.train(self.module.training)
+        yield copy
+
+    def _gathered_state(self) -> dict[str, torch.Tensor]:
         import deepspeed
 
         with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
-            state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        device = next(iter(state.values())).device
-        copy = self.rebuild().to(device)
-        copy.load_state_dict(state)
-        copy.train(self.module.training)
-        yield copy
+            return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def _master_state(self) -> dict[str, torch.Tensor]:
+        """The state dict with every trained parameter replaced by its fp32 master copy (frozen ones, which the
+        optimiser does not hold, and buffers as they are)."""
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        for name, param in self.module.named_parameters():
+            master = safe_get_full_fp32_param(param) if param.requires_grad else None
+            if master is not None:
+                state[name] = master.detach().clone().to(state[name].device)
+        return state
 
     def save(self, directory: str, client_state: Mapping[str, Any]) -> None:
         """``engine.save_checkpoint``: model, ZeRO optimiser shards, scheduler and ``client_state``."""

@@ -90,7 +90,8 @@ def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) 
 
     micro = config.data.batch.p * config.data.batch.k
     ds = deepspeed_config(micro, config.train.zero_stage, config.train.precision, config.optim.grad_clip)
-    architecture = architecture_config(model, config) if config.train.zero_stage == 3 else config
+    copies = config.train.zero_stage == 3 or config.train.precision == "bf16"  # whole_module builds fp32 copies
+    architecture = architecture_config(model, config) if copies else config
     return DeepSpeedEngine(model, optimizer, scheduler, ds, rebuild=lambda: fresh_model(architecture))
 
 
