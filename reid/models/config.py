@@ -38,6 +38,7 @@ class FusionConfig:
     align: bool = True
     gate: bool = True
     allow_slow_kernels: bool = False  # mamba on a GPU without the mamba-ssm kernels: refuse (false) or run slowly
+    description_dropout: float = 0.0  # training: hide a row's identity description with this probability
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: 
     model = ReidModel(
         image_encoder, text_encoder, bdam, fusion, cfg.embed_dim, image_size,
         image_mean=cfg.image_mean, image_std=cfg.image_std, fusion_uses_text=cfg.fusion.kind != "none",
+        description_dropout=cfg.fusion.description_dropout,
     )
     logger.info(
         "model: %.1fM parameters (vision %.1fM, text %.1fM, bdam %.1fM, fusion %s %.1fM)",

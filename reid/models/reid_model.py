@@ -37,8 +37,12 @@ class ReidModel(nn.Module):
         image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
         image_std: tuple[float, float, float] = (0.5, 0.5, 0.5),
         fusion_uses_text: bool = True,
+        description_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= description_dropout < 1.0:
+            raise ValueError(f"description_dropout must lie in [0, 1), got {description_dropout}")
+        self.description_dropout = description_dropout
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.bdam = bdam
@@ -69,6 +73,9 @@ class ReidModel(nn.Module):
         size = images.shape[0]
         texts = [(_require(batch, "caption_ids"), _require(batch, "caption_mask"))]
         id_desc = _description(batch, "id_desc", size) if self.fusion_uses_text else None
+        if id_desc is not None and self.training and self.description_dropout > 0:
+            kept = torch.rand(size, device=id_desc[2].device) >= self.description_dropout
+            id_desc = (id_desc[0], id_desc[1], id_desc[2] & kept)
         clo_desc = _description(batch, "clo_desc", size) if self.bdam is not None else None
         texts += [desc[:2] for desc in (id_desc, clo_desc) if desc is not None]
         encoded = self._encode_text_batches(texts)

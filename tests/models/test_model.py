@@ -245,3 +245,19 @@ def test_ablations_are_config_settings() -> None:
         load_config(None, ["model.bdam.blocks=0"])
     with pytest.raises(ConfigError, match="text_pooling"):
         load_config(None, ["model.text_pooling=max"])
+
+
+def test_description_dropout_hides_descriptions_in_training_only() -> None:
+    """``model.fusion.description_dropout``: in training a row's description is hidden with that probability
+    (its fusion then runs image-only: w_img = 1); evaluation always reads it."""
+    cfg = tiny_config(fusion=FusionConfig(kind="mamba", layers=1, width=16, d_state=4, description_dropout=0.5))
+    model = tiny_model(cfg)
+    batch = make_batch(batch=64)
+    batch["has_id_desc"] = torch.ones(64, dtype=torch.bool)
+    batch["id_desc_mask"][-1] = 1
+    torch.manual_seed(0)
+    hidden = (model.train()(batch)["w_img"] == 1.0).float().mean().item()
+    assert 0.3 < hidden < 0.7, hidden
+    assert not (model.eval()(batch)["w_img"] == 1.0).any()
+    with pytest.raises(ValueError, match="description_dropout"):
+        tiny_model(tiny_config(fusion=FusionConfig(kind="mamba", layers=1, width=16, description_dropout=1.0)))
