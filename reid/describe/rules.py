@@ -6,6 +6,7 @@ Caption-derived (provenance ``rules``): such descriptions may supervise training
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,19 @@ def extract_parts(clauses: Sequence[Clause], vocab: Vocabulary) -> dict[str, str
     return parts
 
 
+def rules_version(vocab: Vocabulary) -> str:
+    """``rules-<12 hex>``: a digest of the vocabulary's terms, sorted, so the same word lists give the same
+    version in every process (a digest of set reprs changed with Python's per-process string hashing, so no
+    rerun ever found its finished images)."""
+    def terms(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: terms(v) for key, v in sorted(value.items())}
+        return sorted(value.terms)
+
+    canonical = json.dumps({name: terms(getattr(vocab, name)) for name in sorted(vars(vocab))}, sort_keys=True)
+    return "rules-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
 class RuleDescriber:
     """Describes an image from its human captions; same schema and validation as the MLLM describer."""
 
@@ -112,8 +126,7 @@ class RuleDescriber:
     def __init__(self, vocab: Vocabulary, rules: ValidationRules) -> None:
         self.vocab = vocab
         self.rules = rules
-        digest = hashlib.sha256(repr(sorted(map(repr, vars(vocab).items()))).encode())
-        self.prompt_version = "rules-" + digest.hexdigest()[:12]
+        self.prompt_version = rules_version(vocab)
 
     def split(self, captions: Sequence[str]) -> tuple[str, str, dict[str, str]]:
         """``(identity, clothing, parts)`` from the captions; identity phrases with a gender come first."""

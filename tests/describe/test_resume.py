@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -46,3 +47,20 @@ def test_killed_job_resumes_without_repeating_finished_images(make_dataset, endp
     assert summary["images"] == len(data.images) - len(first)
     repeated = sum(endpoint.script.requests.values()) - len(data.images)
     assert 0 <= repeated <= 2 + 1  # at most the requests in flight and the unwritten part of a batch
+
+
+def test_a_rules_rerun_in_another_process_skips_every_finished_image(make_dataset) -> None:
+    """The rules describer's version is the same in every process (string hashing differs between them), so a
+    rerun with the same settings describes nothing and the table does not grow."""
+    data = make_dataset(identities=4, per_identity=2)
+    command = [sys.executable, "-m", "reid.cli.main", "describe", "--data", data.uri, "--local",
+               "--set", "describe.backend=rules", "--set", "describe.splits=[train]"]
+    summaries = []
+    for seed in ("1", "2"):
+        done = subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        summaries.append(json.loads(done.stdout[done.stdout.index("{"):]))
+    assert summaries[0]["skipped_finished"] == 0 and summaries[1]["skipped_finished"] == len(data.images)
+    assert summaries[0]["prompt_version"] == summaries[1]["prompt_version"]
+    assert len(read_descriptions_table(data.uri)) == len(data.images)
