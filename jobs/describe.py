@@ -2,7 +2,7 @@
 
 import sys
 
-from reid.cli.main import main
+from reid.cli.main import console_main
 
 if __name__ == "__main__":
-    sys.exit(main(["describe", *sys.argv[1:]]))
+    console_main(["describe", *sys.argv[1:]])

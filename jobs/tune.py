@@ -2,7 +2,7 @@
 
 import sys
 
-from reid.cli.main import main
+from reid.cli.main import console_main
 
 if __name__ == "__main__":
-    sys.exit(main(["tune", *sys.argv[1:]]))
+    console_main(["tune", *sys.argv[1:]])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from reid.cli.errors import UserFacingError
 from reid.config import ConfigError
 
-__all__ = ["UserFacingError", "build_parser", "main"]
+__all__ = ["UserFacingError", "build_parser", "console_main", "main"]
 
 # Each module exposes add_parser(subparsers) registering its sub-command with set_defaults(func=run).
 COMMANDS = ("synth", "prepare", "inspect", "styles", "describe", "train", "tune", "evaluate", "search", "demo")
@@ -58,5 +59,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def console_main(argv: list[str] | None = None) -> None:
+    """The ``reid`` executable: :func:`main`, then leave the process without interpreter finalisation.
+
+    Finalisation cancels threads still inside C++ code (pyarrow's, torch's), and about one ``reid describe``
+    run in six aborted there ("terminate called without an active exception", exit -6) after it had finished
+    and printed its summary. So once the command returns, this stops a Ray it started, flushes the logs and
+    the standard streams, and exits with ``os._exit``.
+    """
+    code = main(argv)
+    try:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

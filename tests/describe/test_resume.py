@@ -51,16 +51,17 @@ def test_killed_job_resumes_without_repeating_finished_images(make_dataset, endp
 
 def test_a_rules_rerun_in_another_process_skips_every_finished_image(make_dataset) -> None:
     """The rules describer's version is the same in every process (string hashing differs between them), so a
-    rerun with the same settings describes nothing and the table does not grow."""
+    rerun with the same settings describes nothing and the table does not grow; no run aborts at exit."""
     data = make_dataset(identities=4, per_identity=2)
     command = [sys.executable, "-m", "reid.cli.main", "describe", "--data", data.uri, "--local",
                "--set", "describe.backend=rules", "--set", "describe.splits=[train]"]
     summaries = []
-    for seed in ("1", "2"):
+    for seed in ("1", "2", "3", "4"):
         done = subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         summaries.append(json.loads(done.stdout[done.stdout.index("{"):]))
-    assert summaries[0]["skipped_finished"] == 0 and summaries[1]["skipped_finished"] == len(data.images)
-    assert summaries[0]["prompt_version"] == summaries[1]["prompt_version"]
+    assert summaries[0]["skipped_finished"] == 0
+    assert all(s["skipped_finished"] == len(data.images) and s["images"] == 0 for s in summaries[1:])
+    assert len({s["prompt_version"] for s in summaries}) == 1
     assert len(read_descriptions_table(data.uri)) == len(data.images)
