@@ -42,7 +42,8 @@ TRACKING_FILE = "mlflow_run.json"
 
 
 class RunExistsError(RuntimeError):
-    """A fresh run was asked for where a run with checkpoints already exists (use ``--resume``)."""
+    """A fresh run was asked for where a run with checkpoints already exists (use ``--resume``), or a resume
+    found no run of that name."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,17 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         write_json(resolve(loop_config["run_uri"], config.storage).join(RESULT_FILE), payload)
 
 
+def check_run_name(config: Config, run: Any, resume: bool) -> None:
+    """A fresh run may not reuse the name of a run with checkpoints; a resume needs a run of that name."""
+    if resume and not exists(run):
+        raise RunExistsError(f"--resume: no run '{config.train.name}' at {run.uri} to resume; leave out --resume to "
+                             "start it, or name the run to continue with --set train.name=...")
+    started = exists(run) and any(not f.endswith(TRACKING_FILE) for f in list_files(run))
+    if started and not resume:
+        raise RunExistsError(f"run '{config.train.name}' already has files at {run.uri}; pass --resume to "
+                             "continue it or choose another train.name")
+
+
 def run_uri(config: Config) -> str:
     """Where a run's checkpoints live: ``<train.storage_uri>/<train.name>``."""
     return f"{config.train.storage_uri.rstrip('/')}/{config.train.name}"
@@ -150,10 +162,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     its ``TuneReportCallback`` so the scheduler sees every epoch's metrics).
     """
     run = resolve(run_uri(config), config.storage)
-    started = exists(run) and any(not f.endswith(TRACKING_FILE) for f in list_files(run))
-    if started and not resume:
-        raise RunExistsError(f"run '{config.train.name}' already has files at {run.uri}; pass --resume to "
-                             "continue it or choose another train.name")
+    check_run_name(config, run, resume)
     root = resolve(config.train.storage_uri, config.storage)
     shards = shard_identities(config.data.uri, "train", config.storage)
     steps = steps_per_epoch(shards, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)
@@ -203,16 +212,21 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given); ``callbacks``
     go to :func:`build_trainer`. Relative local paths in ``config`` are taken from this process's working
     directory (workers run in their own)."""
-    ensure_ray()
     config = portable_config(config)
     run = resolve(run_uri(config), config.storage)
+    check_run_name(config, run, resume)  # before any MLflow run exists: a refused start leaves none behind
+    shard_identities(config.data.uri, "train", config.storage)  # a missing dataset fails here, as clearly
+    ensure_ray()
     fusion_input, why = warn_if_image_only(config)
     tracker = _tracker(config, run, resume, parent_run_id)
-    if tracker:
-        tracker.set_tags({"fusion_input": fusion_input, "fusion_input_reason": why})
-    trainer = build_trainer(config, resume, tracker, data, callbacks)
     try:
-        trainer.fit()
+        if tracker:
+            tracker.set_tags({"fusion_input": fusion_input, "fusion_input_reason": why})
+        build_trainer(config, resume, tracker, data, callbacks).fit()
+    except KeyboardInterrupt:
+        if tracker:
+            tracker.finish("KILLED")
+        raise
     except Exception:
         if tracker:
             tracker.finish("FAILED")
