@@ -10,6 +10,7 @@ import sys
 
 from reid.cli.errors import UserFacingError
 from reid.config import ConfigError
+from reid.storage import StorageUnreachableError
 
 __all__ = ["UserFacingError", "build_parser", "console_main", "main"]
 
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reid {args.command}: config error: {exc}", file=sys.stderr)
         return 2
     except UserFacingError as exc:
+        print(f"reid {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnreachableError as exc:
         print(f"reid {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,7 @@
 
 from reid.storage.uri import (
     Location,
+    StorageUnreachableError,
     adopt_s3_filesystem,
     exists,
     list_files,
@@ -14,6 +15,7 @@ from reid.storage.uri import (
 )
 
 __all__ = [
-    "Location", "adopt_s3_filesystem", "exists", "list_files", "read_bytes", "read_json", "resolve", "s3_filesystem",
+    "Location", "StorageUnreachableError", "adopt_s3_filesystem", "exists", "list_files", "read_bytes", "read_json",
+    "resolve", "s3_filesystem",
     "write_bytes", "write_json",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,39 @@ def s3_filesystem(storage: StorageConfig | None = None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+class StorageUnreachableError(ConnectionError):
+    """An object store could not be reached (no such host, connection refused); the message says which setting
+    decided the endpoint."""
+
+
+_NETWORK_MARKERS = ("NETWORK_CONNECTION", "Could not resolve", "Could not connect", "curlCode")
+
+
+@contextlib.contextmanager
+def _reachable(loc: Location) -> Iterator[None]:
+    """Turn pyarrow's network errors on an ``s3://`` location into :class:`StorageUnreachableError`."""
+    try:
+        yield
+    except OSError as exc:
+        text = str(exc)
+        if not loc.is_remote or not any(marker in text for marker in _NETWORK_MARKERS):
+            raise
+        raise StorageUnreachableError(f"cannot reach the object store for {loc.uri}: {_reason(text)}; "
+                                      f"{_endpoint_origin(text)}") from exc
+
+
+def _reason(text: str) -> str:
+    details = text.split("Details:", 1)[-1].strip()
+    return details.split(":", 1)[0].strip() if "Details:" in text else text.split(";", 1)[0]
+
+
+def _endpoint_origin(text: str) -> str:
+    if "amazonaws.com" in text:
+        return ("no S3 endpoint is configured (storage.endpoint_url or AWS_ENDPOINT_URL), so the request went to "
+                "AWS; set one for a local or other S3-compatible store")
+    return "check the S3 endpoint (storage.endpoint_url or AWS_ENDPOINT_URL) and that its server is up"
+
+
 def resolve(uri: str, storage: StorageConfig | None = None) -> Location:
     """Split ``uri`` into a filesystem and a path. Local paths are made absolute."""
     if uri.startswith("s3://"):
@@ -87,22 +122,24 @@ def resolve(uri: str, storage: StorageConfig | None = None) -> Location:
 
 def exists(loc: Location) -> bool:
     """True when a file or directory exists at ``loc``."""
-    return loc.filesystem.get_file_info(loc.path).type != pafs.FileType.NotFound
+    with _reachable(loc):
+        return loc.filesystem.get_file_info(loc.path).type != pafs.FileType.NotFound
 
 
 def read_bytes(loc: Location) -> bytes:
     """The whole content of the file at ``loc``."""
-    with loc.filesystem.open_input_stream(loc.path) as stream:
+    with _reachable(loc), loc.filesystem.open_input_stream(loc.path) as stream:
         return stream.read()
 
 
 def write_bytes(loc: Location, data: bytes) -> None:
     """Write ``data`` to ``loc``, creating parent directories on local storage."""
     parent = posixpath.dirname(loc.path)
-    if parent:
-        loc.filesystem.create_dir(parent, recursive=True)
-    with loc.filesystem.open_output_stream(loc.path) as stream:
-        stream.write(data)
+    with _reachable(loc):
+        if parent:
+            loc.filesystem.create_dir(parent, recursive=True)
+        with loc.filesystem.open_output_stream(loc.path) as stream:
+            stream.write(data)
 
 
 def read_json(loc: Location) -> Any:
@@ -120,5 +157,6 @@ def list_files(loc: Location, suffix: str = "") -> list[str]:
     if not exists(loc):
         return []
     selector = pafs.FileSelector(loc.path, recursive=True)
-    infos = loc.filesystem.get_file_info(selector)
+    with _reachable(loc):
+        infos = loc.filesystem.get_file_info(selector)
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
