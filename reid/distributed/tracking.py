@@ -81,6 +81,27 @@ def alive_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"  # the MLflow UI then opens on runs and charts, not GenAI traces
+
+
+def experiment_id(client: MlflowClient, cfg: TrackingConfig, uri: str) -> str:
+    """The id of ``tracking.experiment``, created when missing: with a file or SQLite store its artifacts go
+    to ``<tracking.runs_dir>/mlartifacts`` (MLflow's default is ``./mlruns`` of whatever directory the process
+    runs in); every experiment is tagged as model training, so the UI opens on its runs."""
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        location = None
+        if node_local(uri) and not uri.startswith(("http://", "https://")):
+            location = (Path(cfg.runs_dir).absolute() / "mlartifacts").as_uri()
+        exp_id = client.create_experiment(cfg.experiment, artifact_location=location)
+    else:
+        exp_id = experiment.experiment_id
+    if (experiment is None or experiment.tags.get(EXPERIMENT_KIND_TAG) is None):
+        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    return exp_id
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of environment variables whose names look secret (``*_TOKEN``, ``*_SECRET*``, ``*API_KEY``...)."""
     env = os.environ if environ is None else environ
@@ -125,8 +146,7 @@ class RunTracker:
         """A new run in ``tracking.experiment`` with the redacted params and the resolved config artifact."""
         uri = tracking_uri(config.tracking)
         client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(config.tracking.experiment)
-        exp_id = experiment.experiment_id if experiment else client.create_experiment(config.tracking.experiment)
+        exp_id = experiment_id(client, config.tracking, uri)
         tags = {"mlflow.runName": run_name}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id

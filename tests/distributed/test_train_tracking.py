@@ -92,3 +92,23 @@ def test_a_node_local_store_is_refused_on_a_multi_node_cluster() -> None:
         check_tracking_store("sqlite:////runs/mlflow.db", nodes=3)
     with pytest.raises(TrackingStoreError, match="local to this node"):
         check_tracking_store("http://localhost:5000", nodes=2)
+
+
+def test_local_stores_keep_artifacts_beside_the_database_and_open_as_model_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stray ./mlruns in the working directory; the experiment is a model-training one for the UI."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = load_config("pkg://tiny", [f"tracking.runs_dir={tmp_path / 'runs'}", "tracking.experiment=local"])
+    tracker = RunTracker.create(config, "artifacts")
+    tracker.finish()
+    client = MlflowClient(tracking_uri=tracker.uri)
+    experiment = client.get_experiment_by_name("local")
+    assert experiment.artifact_location == (tmp_path / "runs" / "mlartifacts").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_run(tracker.run_id).info.artifact_uri.startswith(experiment.artifact_location)
+    assert (tmp_path / "runs" / "mlartifacts").is_dir() and not (work / "mlruns").exists()
+    RunTracker.create(config, "again").finish()  # an existing experiment keeps its place and kind
+    assert client.get_experiment_by_name("local").artifact_location == experiment.artifact_location
