@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(eval.*, data.eval_batch_size, storage.*) from --config/--set.",
     )
     parser.add_argument("--checkpoint", required=True, help="inference checkpoint URI (local path or s3://)")
-    parser.add_argument("--data", default=None, help="prepared dataset URI (default: data.uri of the config)")
+    parser.add_argument("--data", "--gallery", dest="data", default=None,
+                        help="prepared dataset URI (default: the dataset the checkpoint was trained on)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--output", default=None, help="write metrics and per-query ranks as JSON to this URI")
     parser.add_argument("--image-to-text", action="store_true", help="also score image-to-text retrieval")
@@ -44,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size or settings.data.eval_batch_size
     try:
         encoder, ckpt_config = loading.load_encoder(args.checkpoint, args.device, batch_size, settings.storage)
+        data = args.data or ckpt_config.data.uri
         evaluator = Evaluator(
-            args.data or settings.data.uri, ckpt_config.data.image_size, batch_size, settings.eval.chunk_size,
+            data, ckpt_config.data.image_size, batch_size, settings.eval.chunk_size,
             args.image_to_text or settings.eval.image_to_text,
             settings.data.use_descriptions and not args.no_descriptions, settings.eval.rank_backend,
             settings.storage, progress=not args.no_progress, protocol=args.protocol or settings.eval.protocol,
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.split}: {result.num_queries} queries, {result.num_gallery} gallery images, protocol {protocol}")
     print(metrics_table(rows))
     if args.output:
-        payload = {"checkpoint": args.checkpoint, "data": args.data or settings.data.uri, "protocol": protocol,
+        payload = {"checkpoint": args.checkpoint, "data": data, "protocol": protocol,
                    **result.to_dict()}
         write_json(resolve(args.output, settings.storage), payload)
         print(f"wrote {args.output}")

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(subparsers)
     for sub in subparsers.choices.values():
         add_common_options(sub)
+        if sub.formatter_class is argparse.HelpFormatter:
+            sub.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # --help shows each default
     return parser
 
 

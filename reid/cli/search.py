@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("text", help="the query, e.g. 'a woman in a red coat'")
     parser.add_argument("--checkpoint", required=True, help="inference checkpoint URI")
-    parser.add_argument("--gallery", required=True, help="prepared dataset URI holding the gallery")
+    parser.add_argument("--gallery", "--data", dest="gallery", required=True,
+                        help="prepared dataset URI holding the gallery")
     parser.add_argument("--split", default="test", help="gallery split (default: test)")
     parser.add_argument("--top", type=int, default=None, help="number of hits (default: eval.search_top)")
     parser.add_argument("--query-pid", type=int, default=None, help="person id the query describes, if known")
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from reid.evaluation.search import search_gallery
     from reid.storage import resolve, write_json
 
+    if not args.text.strip():
+        raise UserFacingError("the search text is empty; give a description, e.g. \"a woman in a red coat\"")
     settings = load_config(args.config, args.set)
     cache_uri = settings.eval.embedding_cache if args.cache is None else args.cache
     try:

@@ -113,6 +113,9 @@ def _parse_record(item: Any, spec: FormatSpec, index: int) -> tuple[RawRecord | 
     where = f"record {index}"
     if not isinstance(item, dict):
         return None, Issue(where, f"record is a {type(item).__name__}, not an object", index)
+    named = item.get(spec.path_key)
+    if isinstance(named, str) and named.strip():  # name a bad record by the image it carries, when it has one
+        where = f"record {index} ({named})"
     missing = [k for k in required_fields(spec) if k not in item]
     if missing:
         return None, Issue(where, f"missing field(s): {', '.join(missing)}", index)

@@ -13,6 +13,13 @@ from reid.models.reid_model import ReidModel
 logger = logging.getLogger(__name__)
 
 
+def human_count(n: int) -> str:
+    """``275.4M``, ``84.2K`` or ``512``: a parameter count at a glance."""
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
+
+
 def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: int) -> ReidModel:
     """The model for images of ``image_size`` (H, W) and texts of up to ``max_text_length`` tokens.
 
@@ -34,9 +41,9 @@ def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: 
         description_dropout=cfg.fusion.description_dropout,
     )
     logger.info(
-        "model: %.1fM parameters (vision %.1fM, text %.1fM, bdam %.1fM, fusion %s %.1fM)",
-        count_parameters(model) / 1e6, count_parameters(image_encoder) / 1e6,
-        count_parameters(text_encoder) / 1e6, count_parameters(bdam) / 1e6 if bdam is not None else 0.0,
-        cfg.fusion.kind, count_parameters(fusion) / 1e6,
+        "model: %s parameters (vision %s, text %s, bdam %s, fusion %s %s)", human_count(count_parameters(model)),
+        human_count(count_parameters(image_encoder)), human_count(count_parameters(text_encoder)),
+        human_count(count_parameters(bdam)) if bdam is not None else "none", cfg.fusion.kind,
+        human_count(count_parameters(fusion)),
     )
     return model

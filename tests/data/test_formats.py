@@ -56,6 +56,8 @@ def test_bad_records_are_reported_and_neighbours_kept() -> None:
     result = parse_annotations(json.dumps(records), "cuhk-pedes", "x.json")
     kept, dups = drop_duplicate_paths(result.records)
     reasons = {i.index: i.reason for i in result.issues + dups}
+    places = {i.index: i.where for i in result.issues}
+    assert places[6] == "record 6 (a/5.jpg)"  # a record lacking a field is named by the image it carries
     assert [r.index for r in kept] == [0, 9]
     assert "empty caption" in reasons[1]
     assert "not text" in reasons[2]

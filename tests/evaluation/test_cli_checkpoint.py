@@ -55,4 +55,31 @@ def test_evaluate_and_search_on_a_saved_checkpoint(dataset: Path, checkpoint: Pa
     assert "computed" in first[0] and "from cache" in second[0]
     assert first[1:] == second[1:] and len(first) == 2 + 5 + 1  # header, 5 hits, sheet line
     assert all(line.split()[3] in ("right", "wrong") for line in first[2:7])  # the text is a gallery caption
-    assert Image.open(tmp_path / "s.png").size == (320, 96)
+    assert Image.open(tmp_path / "s.png").size == (320, 110)  # two label lines: rank and score, person
+
+
+def test_evaluate_defaults_to_the_checkpoints_dataset(dataset: Path, tmp_path: Path) -> None:
+    config = load_config("pkg://tiny", [f"data.uri={dataset}"])
+    torch.manual_seed(0)
+    model = build_model(config.model, config.data.image_size, config.data.max_text_length)
+    save_inference_checkpoint(model, config, str(tmp_path / "ckpt"))
+    common = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--no-progress", "--device", "cpu"]
+    assert main([*common, "--output", str(tmp_path / "a.json")]) == 0
+    assert main([*common, "--data", str(dataset), "--output", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert a["data"] == str(dataset) and a["t2i"] == b["t2i"]
+
+
+def test_an_empty_search_is_refused_before_any_model_loads(capsys) -> None:
+    assert main(["search", "  ", "--checkpoint", "/nonexistent/ckpt", "--gallery", "/nonexistent/ds"]) == 2
+    assert capsys.readouterr().err.strip() == ('reid search: the search text is empty; give a description, e.g. '
+                                              '"a woman in a red coat"')
+
+
+def test_help_shows_defaults_and_small_models_count_in_thousands() -> None:
+    from reid.cli.main import build_parser
+    from reid.models.factory import human_count
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
+    assert "(default: test)" in help_text
+    assert [human_count(n) for n in (512, 84_210, 275_419_906)] == ["512", "84.2K", "275.4M"]

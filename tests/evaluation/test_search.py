@@ -22,8 +22,9 @@ from reid.evaluation.embedding_cache import EmbeddingCache
 from reid.evaluation.search import search_gallery, top_hits
 
 # Sheet of 4 thumbnails of 32x16 in one row with a one-line query: width max(320, 4*24 + 5*8) = 320,
-# height 8 + 16 + (32 + 8 + 16 + 8) + 8 = 96; frame i starts at x = 8 + 32 * i, y = 8 + 16 + 8 = 32.
-SHEET_SIZE = (320, 96)
+# height 8 + 16 + (32 + 8 + 30 + 8) + 8 = 110 (labels of two lines); frame i starts at x = 8 + 32 * i,
+# y = 8 + 16 + 8 = 32.
+SHEET_SIZE = (320, 110)
 
 
 def frame_colour(sheet: Image.Image, i: int) -> tuple[int, int, int]:
@@ -85,8 +86,8 @@ def test_contact_sheet_layout_and_errors() -> None:
     thumbs = [np.full((3, 20, 10), 50 * i, dtype=np.uint8) for i in range(5)]
     query = "a very long query " * 30
     sheet = render_contact_sheet(query, thumbs, [str(i) for i in range(5)], [None] * 5, (20, 10), columns=2)
-    # 3 rows, the query cut to 3 lines: width 320, height 8 + 3*16 + 3*(20 + 8 + 16 + 8) + 8 = 220
-    assert sheet.size == (320, 220)
+    # 3 rows, the query cut to 3 lines: width 320, height 8 + 3*16 + 3*(20 + 8 + 30 + 8) + 8 = 262
+    assert sheet.size == (320, 262)
     assert sheet.getpixel((8, 8 + 48 + 8)) == UNKNOWN
     assert sheet.getpixel((8 + 4, 8 + 48 + 8 + 4)) == (0, 0, 0)  # first thumbnail's top-left pixel
     with pytest.raises(ValueError, match="thumbnail 0 must be uint8"):
