@@ -33,29 +33,43 @@ def plot_gate_histograms(
     identity_weights: np.ndarray, path: str, clothing_weights: np.ndarray | None = None, bins: int = 50,
     storage: StorageConfig | None = None,
 ) -> dict[str, np.ndarray]:
-    """Histograms of the BDAM gate: identity weights ``g`` and clothing weights ``1 - g`` (paper Fig. 3a).
+    """The BDAM gate's identity weights ``g`` as one histogram (paper Fig. 3a); the clothing weights are
+    ``1 - g``, so their histogram is the mirror image and is not drawn (their mean is in the title).
 
     ``g = sigmoid(W [f_id; f_clo] + b)`` of any shape (e.g. ``[B, D]``), flattened; ``clothing_weights``
     defaults to ``1 - g``. Returns ``{"edges": [bins + 1], "identity": [bins], "clothing": [bins]}``.
     """
     identity = _unit_interval(identity_weights, "identity_weights")
     clothing = 1.0 - identity if clothing_weights is None else _unit_interval(clothing_weights, "clothing_weights")
-    return _two_histograms(identity, clothing, ("identity weight g", "clothing weight 1 - g"),
-                           "BDAM gate weights", path, bins, storage, ("identity", "clothing"))
+    title = (f"BDAM gate (paper Fig. 3a), {identity.size} feature weights\n"
+             f"identity g: mean {identity.mean():.2f}    clothing 1 - g: mean {clothing.mean():.2f}")
+    edges = _histogram(identity, "identity weight g per feature dimension", title, path, bins, storage)
+    return {"edges": edges, "identity": np.histogram(identity, bins=edges)[0],
+            "clothing": np.histogram(clothing, bins=edges)[0]}
 
 
 def plot_modality_weights(
     image_weights: np.ndarray, path: str, text_weights: np.ndarray | None = None, bins: int = 50,
-    storage: StorageConfig | None = None,
+    storage: StorageConfig | None = None, has_description: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Histograms of the fusion gate's modality weights ``w_img`` and ``w_txt = 1 - w_img`` (paper Fig. 3b).
-
-    Returns ``{"edges": [bins + 1], "image": [bins], "text": [bins]}``.
+    """The fusion gate's image weight ``w_img`` over the gallery images that have a description, as one
+    histogram (paper Fig. 3b; ``w_txt = 1 - w_img``). Images without one run image-only (``w_img = 1``) and
+    are counted in the title, not drawn. Returns ``{"edges", "image", "text"}`` (counts of the drawn images).
     """
     image = _unit_interval(image_weights, "image_weights")
     text = 1.0 - image if text_weights is None else _unit_interval(text_weights, "text_weights")
-    return _two_histograms(image, text, ("image weight", "text weight"), "fusion modality weights", path, bins,
-                           storage, ("image", "text"))
+    keep = np.ones(image.shape, dtype=bool) if has_description is None else np.asarray(has_description, dtype=bool)
+    drawn = image[keep]
+    if drawn.size:
+        title = (f"fusion modality gate (paper Fig. 3b), {drawn.size} gallery images with a description\n"
+                 f"image w_img: mean {drawn.mean():.2f}    text w_txt = 1 - w_img: mean {1 - drawn.mean():.2f}")
+    else:
+        title = "no gallery image has a description: the fusion ran image-only (w_img = 1)"
+    if (~keep).any():
+        title += f"\n{int((~keep).sum())} images without a description (image-only, w_img = 1) not drawn"
+    edges = _histogram(drawn, "image weight w_img (text weight = 1 - w_img)", title, path, bins, storage)
+    return {"edges": edges, "image": np.histogram(drawn, bins=edges)[0],
+            "text": np.histogram(text[keep], bins=edges)[0]}
 
 
 def plot_tsne(
@@ -137,18 +151,20 @@ def _unit_interval(values: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def _two_histograms(first: np.ndarray, second: np.ndarray, labels: tuple[str, str], title: str, path: str,
-                    bins: int, storage: StorageConfig | None, keys: tuple[str, str]) -> dict[str, np.ndarray]:
+def _histogram(values: np.ndarray, xlabel: str, title: str, path: str, bins: int,
+               storage: StorageConfig | None) -> np.ndarray:
+    """One histogram on [0, 1] with its mean as a dashed line; returns the bin edges."""
     edges = np.linspace(0.0, 1.0, bins + 1)
-    counts = [np.histogram(values, bins=edges)[0] for values in (first, second)]
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(1, 1, 1)
-    for values, label in zip((first, second), labels, strict=True):
-        ax.hist(values, bins=edges, alpha=0.6, label=f"{label} (mean {values.mean():.3f})")
-    ax.set_xlabel("weight")
+    ax.hist(values, bins=edges, color="tab:blue")
+    if values.size:
+        ax.axvline(float(values.mean()), color="black", linestyle="--", linewidth=1)
+    ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
-    ax.set_title(title)
-    ax.legend()
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, storage)
-    return {"edges": edges, keys[0]: counts[0], keys[1]: counts[1]}
+    return edges

@@ -20,6 +20,7 @@ from reid.storage import resolve
 if TYPE_CHECKING:
     from reid.config import Config
     from reid.models.reid_model import ReidModel
+    from reid.models.retrieval import TextImageEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,16 @@ class _GalleryFeatures:
     f_id: np.ndarray | None  # [Ng, D]
     f_clo: np.ndarray | None  # [Ng, D]
     w_img: np.ndarray  # [Ng]
+    has_description: np.ndarray  # [Ng] bool: the fusion read a description for this image
 
 
 def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: str, tokenizer: Any,
                         device: torch.device | None = None) -> SplitPictures:
     """Evaluate ``model`` on ``split`` (as the validator does) and write ``gate.png``, ``modality.png``,
     ``tsne.png``, ``ranks.png`` and (with ground-truth attributes) ``probes.png`` under ``out_uri``. The gate,
-    t-SNE and modality pictures read the gallery images alone (the fusion's image-only path); the probes are
-    fitted on the training split's images and scored on ``split``'s.
+    t-SNE pictures read the gallery images alone; the modality weights are the fusion's with each image's own
+    description (as evaluation runs it); the probes are fitted on the training split's images and scored on
+    ``split``'s.
 
     Pictures that do not apply (no BDAM, no gate) are left out. Returns their URIs and the metrics.
     """
@@ -66,12 +69,13 @@ def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: s
     embeddings = evaluator.embed(encoder, split)
     result = evaluator.score(embeddings, split)
     out = SplitPictures(resolve(out_uri, config.storage).uri, metrics=dict(result.metrics))
-    features = _gallery_features(model, config, split, device)
+    features = _gallery_features(model, config, split, device, encoder)
     name = out.directory.rstrip("/")
     if features.gate is not None:
         plot_gate_histograms(features.gate, f"{name}/gate.png", storage=config.storage)
         out.files["gate"] = f"{name}/gate.png"
-    plot_modality_weights(features.w_img, f"{name}/modality.png", storage=config.storage)
+    plot_modality_weights(features.w_img, f"{name}/modality.png", storage=config.storage,
+                          has_description=features.has_description)
     out.files["modality"] = f"{name}/modality.png"
     if features.f_id is not None and features.f_clo is not None and len(features.pids) >= 5:
         plot_tsne(features.f_id, features.f_clo, features.pids, f"{name}/tsne.png", seed=config.seed,
@@ -90,9 +94,19 @@ def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: s
     return out
 
 
-def _gallery_features(model: ReidModel, config: Config, split: str, device: torch.device) -> _GalleryFeatures:
-    """Per gallery image: thumbnail, BDAM gate and gated features (when the model has them), w_img."""
-    pids, thumbs, gates, ids, clos, w_img = [], [], [], [], [], []
+def _gallery_features(model: ReidModel, config: Config, split: str, device: torch.device,
+                      encoder: TextImageEncoder) -> _GalleryFeatures:
+    """Per gallery image: thumbnail, BDAM gate and gated features (when the model has them), and the fusion's
+    modality weights with the image's admissible identity description (none: image-only, ``w_img = 1``)."""
+    from reid.evaluation.descriptions import load_gallery_descriptions
+    from reid.evaluation.split_reader import read_split_index
+
+    index = read_split_index(config.data.uri, split, config.storage)
+    descriptions = None
+    if config.data.use_descriptions and model.fusion_uses_text:
+        descriptions = load_gallery_descriptions(config.data.uri, index.image_ids, config.storage)
+    texts = dict(zip(index.image_ids, descriptions or [None] * len(index.image_ids), strict=True))
+    pids, thumbs, gates, ids, clos, w_img, has_desc = [], [], [], [], [], [], []
     batches = iter_gallery_batches(config.data.uri, split, tuple(config.data.image_size),
                                    config.data.eval_batch_size, config.storage)
     with torch.no_grad():
@@ -107,7 +121,17 @@ def _gallery_features(model: ReidModel, config: Config, split: str, device: torc
                 clos.append(bdam.f_clo_gate.float().cpu())
                 if bdam.gate is not None:
                     gates.append(bdam.gate.float().cpu())
-            w_img.append(model.fusion(id_tokens)["w_img"].float().cpu())
+            batch_texts = [texts[i] for i in batch.image_ids]
+            has = torch.tensor([t is not None for t in batch_texts], dtype=torch.bool)
+            if has.any():
+                desc_ids, desc_mask = encoder.tokenize([t or "" for t in batch_texts])
+                desc_mask = desc_mask * has[:, None]
+                desc_tokens, _ = model.text_encoder(desc_ids.to(device), desc_mask.to(device))
+                fused = model.fusion(id_tokens, desc_tokens, desc_mask.to(device), has.to(device))
+            else:
+                fused = model.fusion(id_tokens)
+            w_img.append(fused["w_img"].float().cpu())
+            has_desc.append(has)
             pids.append(batch.person_ids)
             thumbs += [image.cpu().numpy() for image in batch.images]
 
@@ -115,7 +139,7 @@ def _gallery_features(model: ReidModel, config: Config, split: str, device: torc
         return torch.cat(chunks).numpy() if chunks else None
 
     return _GalleryFeatures(np.concatenate(pids), thumbs, stack(gates), stack(ids), stack(clos),
-                            torch.cat(w_img).numpy())
+                            torch.cat(w_img).numpy(), torch.cat(has_desc).numpy())
 
 
 def _rank_grid(embeddings: SplitEmbeddings, features: _GalleryFeatures, path: str, config: Config) -> None:

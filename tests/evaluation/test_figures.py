@@ -66,3 +66,11 @@ def test_rank_grid_size_and_frame_colours(tmp_path: Path) -> None:
     assert grey == [[UNKNOWN]]
     with pytest.raises(ValueError, match=r"correct must be \[2, 3\]"):
         plot_rank_grid(["a", "b"], thumbs, str(tmp_path / "x.png"), correct=np.ones((2, 2), bool))
+
+
+def test_modality_weights_leave_out_images_without_a_description(tmp_path: Path) -> None:
+    image = np.array([0.1, 0.3, 1.0, 1.0])
+    out = plot_modality_weights(image, str(tmp_path / "w.png"), bins=5,
+                                has_description=np.array([True, True, False, False]))
+    assert out["image"].tolist() == [1, 1, 0, 0, 0]  # the two image-only rows (w_img = 1) are not drawn
+    assert Image.open(tmp_path / "w.png").size == (600, 400)

@@ -49,3 +49,28 @@ def test_image_grounded_descriptions_feed_the_fusion(colour_dataset: Path, tmp_p
     assert fusion_input(off) == (IMAGE_ONLY, "data.use_descriptions is false")
     bare = make_config("data.use_descriptions=true", "model.fusion.kind=mamba")
     assert fusion_input(bare)[0] == IMAGE_ONLY and "no identity descriptions" in fusion_input(bare)[1]
+
+
+def test_the_modality_picture_reads_each_images_description(colour_dataset: Path, tmp_path: Path,
+                                                            make_config: Callable[..., Config]) -> None:
+    """The fusion weights drawn in modality.png are those of the gallery with its descriptions (they were the
+    image-only path's, all w_img = 1)."""
+    import torch
+
+    from reid.models.factory import build_model
+    from reid.models.retrieval import TextImageEncoder, build_tokenizer
+    from reid.training.pictures import _gallery_features
+
+    oracle = _with_descriptions(colour_dataset, tmp_path, "oracle")
+    shutil.rmtree(oracle / "identities" / "train")  # keep the gallery split small
+    config = make_config(f"data.uri={oracle}", "data.use_descriptions=true", "model.fusion.kind=mamba")
+    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).eval()
+    encoder = TextImageEncoder(model, build_tokenizer(config.data.tokenizer), config.data.max_text_length, "cpu")
+    features = _gallery_features(model, config, "test", torch.device("cpu"), encoder)
+    assert not features.has_description.any()  # the descriptions written above are of train images only
+    rows = [Description(f"test/p{p:03d}_{k}.png", "A tall man.", "A red shirt.", "oracle") for p in range(2)
+            for k in range(3)]
+    append_descriptions(str(oracle), rows)
+    features = _gallery_features(model, config, "test", torch.device("cpu"), encoder)
+    assert features.has_description.sum() == 6 and (features.w_img[features.has_description] < 1).all()
+    assert (features.w_img[~features.has_description] == 1).all()
