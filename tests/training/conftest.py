@@ -78,3 +78,25 @@ def tiny_config(dataset: Path, *overrides: str) -> Config:
 def make_config(colour_dataset: Path) -> Callable[..., Config]:
     """``make_config(*overrides)``: the tiny config on the colour dataset."""
     return lambda *overrides: tiny_config(colour_dataset, *overrides)
+
+
+def run_single_rank_deepspeed(script: str, dataset: Path, root: Path) -> dict[str, Any]:
+    """Run ``script`` (a ``str.format`` template of ``conftest_dir``, ``dataset`` and ``root`` that prints
+    one JSON line last) in a fresh process set up as a one-rank DeepSpeed job on the CPU accelerator; the
+    parsed JSON."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = script.format(conftest_dir=str(Path(__file__).parent), dataset=str(dataset), root=str(root))
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0",
+           "WORLD_SIZE": "1", "DS_ACCELERATOR": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, text=True, capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

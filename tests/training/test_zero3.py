@@ -3,10 +3,6 @@ scores equal those of the exported best model; GradNorm with ZeRO-3 is refused w
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from reid.config import ConfigError, load_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import run_single_rank_deepspeed  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +38,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_zero3_validation_gathers_parameters(colour_dataset: Path, tmp_path: Path) -> None:
-    pytest.importorskip("deepspeed")
-    script = SCRIPT.format(conftest_dir=str(Path(__file__).parent), dataset=str(colour_dataset),
-                           root=str(tmp_path / "run"))
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
-           "LOCAL_RANK": "0", "WORLD_SIZE": "1", "DS_ACCELERATOR": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, text=True, capture_output=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_single_rank_deepspeed(SCRIPT, colour_dataset, tmp_path / "run")
     (scores,) = out["history"]
     assert set(out["test"]) == {"R1", "R5", "R10", "mAP", "mINP"}
     for metric, value in out["again"].items():
