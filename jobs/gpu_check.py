@@ -27,14 +27,10 @@ import time
 
 import torch
 
+from reid.models.presets import BERT_BASE, VIT_B16
+
 TOLERANCE = 1e-4
-PAPER = {
-    "vision": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-               "patch_size": 16},
-    "text": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-             "vocab_size": 30522, "max_position_embeddings": 512},
-    "bdam": {"blocks": 4, "heads": 8}, "width": 256,
-}
+PAPER = {"vision": VIT_B16, "text": BERT_BASE, "bdam": {"blocks": 4, "heads": 8}, "width": 256}
 SMALL = {
     "vision": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
                "patch_size": 16},

