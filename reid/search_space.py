@@ -75,6 +75,15 @@ class SearchSpace:
     def has_grid(self) -> bool:
         return bool(self.variants) or any(d.kind == "grid" for d in self.params.values())
 
+    def candidates(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(where, overrides)`` of every setting a trial may run with, for checks before the search: the fixed
+        overrides, each variant on top of them, and each representative value of each param on top of them."""
+        out = [("fixed", dict(self.fixed))]
+        out += [(f"variant '{name}'", {**self.fixed, **overrides}) for name, overrides in self.variants.items()]
+        out += [(f"'{key}' = {value!r}", {**self.fixed, key: value}) for key, dist in self.params.items()
+                for value in dist.representatives()]
+        return out
+
     def searched_keys(self) -> list[str]:
         """The columns of a search summary: ``variant`` (when there are variants) then the param keys."""
         return ([VARIANT] if self.variants else []) + list(self.params)
@@ -170,18 +179,15 @@ def validate_space(space: SearchSpace, base: Config) -> None:
     """
     for key in space.fixed:
         _check_key(key, space.source, "fixed")
-    _check_config(base, dict(space.fixed), f"{space.source}: fixed")
     for name, overrides in space.variants.items():
         for key in overrides:
             _check_key(key, space.source, f"variant '{name}'")
             if key in space.params:
                 raise SpaceError(f"{space.source}: '{key}' is set by variant '{name}' and searched in 'params'")
-        _check_config(base, {**space.fixed, **overrides}, f"{space.source}: variant '{name}'")
     for key, dist in space.params.items():
-        tp = _check_key(key, space.source, "params")
-        _check_kind(key, dist, tp, space.source)
-        for value in dist.representatives():
-            _check_config(base, {**space.fixed, key: value}, f"{space.source}: '{key}' = {value!r}")
+        _check_kind(key, dist, _check_key(key, space.source, "params"), space.source)
+    for where, overrides in space.candidates():
+        _check_config(base, overrides, f"{space.source}: {where}")
 
 
 def _check_key(key: str, source: str, where: str) -> Any:

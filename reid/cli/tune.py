@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,15 +36,20 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     from reid.distributed.tracking import TrackingStoreError
     from reid.distributed.tune_job import SearchExistsError, run_search
+    from reid.distributed.tune_summary import ERROR
 
     try:
         outcome = run_search(config, space, args.num_samples, args.resume, args.data_source)
     except (SearchExistsError, TrackingStoreError, FileNotFoundError) as exc:
         raise UserFacingError(str(exc)) from exc
     print(outcome.table())
+    failed = [row for row in outcome.rows if row.status == ERROR]
     best = outcome.rows[0] if outcome.rows else None
     print(json.dumps({"search_uri": outcome.search_uri, "metric": outcome.metric, "wall_s": round(outcome.wall_s, 1),
                       "parent_run_id": outcome.parent_run_id, "best_trial": best.trial_id if best else None,
                       "best_value": best.metric if best else None, "best_params": dict(best.params) if best else None,
                       "trials": len(outcome.rows)}, default=str))
+    if outcome.rows and len(failed) == len(outcome.rows):
+        print(f"reid tune: every trial failed; trial {failed[0].trial_id}: {failed[0].error}", file=sys.stderr)
+        return 1
     return 0

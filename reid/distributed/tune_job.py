@@ -21,10 +21,20 @@ from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, safe_config_yaml, tracking_uri
 from reid.distributed.train_job import RESULT_FILE
 from reid.distributed.tune_stages import upstream_stages
-from reid.distributed.tune_summary import COMPLETED, ERROR, STOPPED, TrialRow, sort_rows, to_markdown, write_summary
+from reid.distributed.tune_summary import (
+    COMPLETED,
+    ERROR,
+    STOPPED,
+    TrialRow,
+    error_line,
+    sort_rows,
+    to_markdown,
+    write_summary,
+)
 from reid.distributed.tune_trial import EPOCHS_DONE, ChildRunCallback, TrialSetup, close_child_run, train_trial
 from reid.search_space import VARIANT, Distribution, SearchSpace, SpaceError, validate_space
 from reid.storage import Location, exists, read_json, resolve, write_bytes, write_json
+from reid.training.batches import shard_identities, steps_per_pass
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +89,20 @@ def validate_search(config: Config, space: SearchSpace) -> None:
     if stage_keys and not config.data.use_descriptions:
         raise SpaceError(f"{space.source}: '{stage_keys[0]}' only changes the descriptions, which training "
                          "ignores with data.use_descriptions=false")
+    check_against_dataset(config, space)
+
+
+def check_against_dataset(config: Config, space: SearchSpace) -> None:
+    """Every setting a trial may draw must give full P x K batches on the training split (a P above its
+    identities, or above what the workers share, would only fail inside the trial)."""
+    shards = shard_identities(config.data.uri, "train", config.storage)
+    for where, overrides in space.candidates():
+        trial = with_overrides(config, overrides)
+        try:
+            steps_per_pass(shards, trial.data.batch.p, trial.train.workers)
+        except ValueError as exc:
+            raise SpaceError(f"{space.source}: {where}: {exc} ({sum(shards)} training identities in "
+                             f"{config.data.uri})") from exc
 
 
 def run_search(config: Config, space: SearchSpace, num_samples: int | None = None, resume: bool = False,
@@ -108,7 +132,7 @@ def run_search(config: Config, space: SearchSpace, num_samples: int | None = Non
     outcome = SearchOutcome(root.uri, metric, space.searched_keys(), rows, best, overrides, setup.parent_run_id,
                             time.perf_counter() - started)
     _publish_summary(outcome, space, root, state.get("tracking_uri"))
-    logger.info("search %s: %d trials in %.1f s\n%s", root.uri, len(rows), outcome.wall_s, outcome.table())
+    logger.debug("search %s: %d trials in %.1f s\n%s", root.uri, len(rows), outcome.wall_s, outcome.table())
     return outcome
 
 
@@ -238,7 +262,7 @@ def _row(result: Any, setup: TrialSetup, config: Config) -> TrialRow:
     ran_all = epochs >= config.train.epochs
     status = ERROR if result.error is not None else (COMPLETED if done and ran_all else STOPPED)
     run_id = close_child_run(setup.runs_uri, trial_id, config.storage, failed=status == ERROR)
-    return TrialRow(trial_id, sample, best, epochs, status, run_id)
+    return TrialRow(trial_id, sample, best, epochs, status, run_id, error_line(result.error))
 
 
 def _best_overrides(space: SearchSpace, rows: list[TrialRow]) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ COMPLETED, STOPPED, ERROR = "completed", "stopped early", "error"
 
 @dataclass(frozen=True)
 class TrialRow:
-    """One trial: its searched values, the best value of the metric over its epochs, epochs run, status."""
+    """One trial: its searched values, the best value of the metric over its epochs, epochs run, status, and
+    for a trial that errored the one line that says why."""
 
     trial_id: str
     params: Mapping[str, Any]
@@ -26,6 +28,20 @@ class TrialRow:
     epochs: int
     status: str
     run_id: str | None = None
+    error: str | None = None
+
+
+def error_line(error: BaseException | str | None, limit: int = 200) -> str | None:
+    """The line of an error's text that names it (``ValueError: ...``, the last such line of a traceback Ray
+    wraps around a trial's failure), else its first line; at most ``limit`` characters."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__ if isinstance(error, BaseException) else None
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*:", line)]
+    line = named[-1] if named else lines[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def sort_rows(rows: Sequence[TrialRow], mode: str) -> list[TrialRow]:
@@ -39,7 +55,7 @@ def sort_rows(rows: Sequence[TrialRow], mode: str) -> list[TrialRow]:
 
 
 def _header(keys: Sequence[str], metric: str) -> list[str]:
-    return ["rank", "trial_id", *keys, metric, "epochs", "status", "mlflow_run_id"]
+    return ["rank", "trial_id", *keys, metric, "epochs", "status", "mlflow_run_id", "error"]
 
 
 def _cells(rank: int, row: TrialRow, keys: Sequence[str], exact: bool = False) -> list[str]:
@@ -49,7 +65,7 @@ def _cells(rank: int, row: TrialRow, keys: Sequence[str], exact: bool = False) -
 
     metric = "" if row.metric is None else fmt(row.metric)
     values = [fmt(row.params.get(k, "")) for k in keys]
-    return [str(rank), row.trial_id, *values, metric, str(row.epochs), row.status, row.run_id or ""]
+    return [str(rank), row.trial_id, *values, metric, str(row.epochs), row.status, row.run_id or "", row.error or ""]
 
 
 def format_value(value: Any) -> str:

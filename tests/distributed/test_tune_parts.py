@@ -72,14 +72,29 @@ def test_portable_config_pins_paths_and_tracking(tmp_path: Path, monkeypatch: py
     assert portable_config(config).tracking.uri == "http://127.0.0.1:5999"
 
 
-def test_searches_that_cannot_work_are_refused_naming_the_key() -> None:
+def test_searches_that_cannot_work_are_refused_naming_the_key(tune_dataset: Path) -> None:
     styles = parse_space({"params": {"styles.eps": {"uniform": [0.02, 0.1]}}}, "styles.yaml")
     with pytest.raises(SpaceError, match="'styles.eps' only changes the descriptions"):
         validate_search(load_config("pkg://tiny", ["data.use_descriptions=false"]), styles)
-    validate_search(load_config("pkg://tiny"), styles)
+    validate_search(load_config("pkg://tiny", [f"data.uri={tune_dataset}"]), styles)
     grid = parse_space({"params": {"optim.lr": {"grid": [1e-4, 1e-3]}}}, "grid.yaml")
     with pytest.raises(ConfigError, match="optuna"):
         validate_search(load_config("pkg://tiny", ["tune.search_alg=optuna"]), grid)
+
+
+def test_a_space_is_checked_against_the_dataset_before_any_trial(tune_dataset: Path) -> None:
+    """A drawn P above what the training identities give every worker is refused before the search starts,
+    naming the value and the identities (it used to fail inside two of three trials)."""
+    config = load_config("pkg://tiny", [f"data.uri={tune_dataset}"])  # 24 training identities, 2 workers
+    batch = parse_space({"params": {"data.batch.p": {"choice": [4, 32]}}}, "batch.yaml")
+    with pytest.raises(SpaceError, match=r"batch.yaml: 'data.batch.p' = 32: .*P=32.*\(24 training identities"):
+        validate_search(config, batch)
+    variant = parse_space({"variants": {"big": {"data.batch.p": 16}, "small": {}}}, "v.yaml")
+    with pytest.raises(SpaceError, match="variant 'big'"):  # 24 // 16 = 1 batch for 2 workers
+        validate_search(config, variant)
+    validate_search(config, parse_space({"params": {"data.batch.p": {"choice": [4, 12]}}}, "ok.yaml"))
+    with pytest.raises(FileNotFoundError, match="no 'train' shards"):
+        validate_search(load_config("pkg://tiny", ["data.uri=/nope"]), batch)
 
 
 def test_fresh_and_resumed_searches_check_the_saved_state(tmp_path: Path) -> None:
@@ -146,8 +161,9 @@ def test_summary_sorts_by_the_metric_and_writes_every_file(tmp_path: Path) -> No
     exact = TrialRow("t5", {"optim.lr": 1 / 3}, 100 / 7, 1, "completed")
     assert [c["val/R1"] for c in csv.DictReader(io.StringIO(to_csv([exact], keys, "val/R1")))] == [repr(100 / 7)]
     markdown = to_markdown(rows, keys, "val/R1").splitlines()
-    assert "| 1 | t3 | a\\|x | 2e-05 | 31.25 | 2 | completed | r3 |" == markdown[2]
-    assert markdown[0] == "| rank | trial_id | variant | optim.lr | val/R1 | epochs | status | mlflow_run_id |"
+    assert "| 1 | t3 | a\\|x | 2e-05 | 31.25 | 2 | completed | r3 |  |" == markdown[2]
+    assert markdown[0] == ("| rank | trial_id | variant | optim.lr | val/R1 | epochs | status | mlflow_run_id | "
+                           "error |")
     assert "a\\|x" in markdown[2] and len(markdown) == 6
     files = write_summary(tmp_path, rows, keys, "val/R1", "optim:\n  lr: 2.0e-05\n", {"optim.lr": 2e-5},
                           log_keys=["optim.lr"])
@@ -156,6 +172,19 @@ def test_summary_sorts_by_the_metric_and_writes_every_file(tmp_path: Path) -> No
     assert (tmp_path / "best_overrides.yaml").read_text() == "optim.lr: 2.0e-05\n"
     png = (tmp_path / "params_vs_metric.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_an_errored_trial_shows_the_line_that_names_its_error() -> None:
+    from reid.distributed.tune_summary import error_line
+
+    wrapped = ("Traceback (most recent call last):\n  File \"x.py\", line 3, in f\n"
+               "ray.exceptions.RayTaskError(ValueError): ray::train()\n  File ...\n"
+               "ValueError: BDAM width 32 is not divisible by bdam.heads=3\n")
+    assert error_line(wrapped) == "ValueError: BDAM width 32 is not divisible by bdam.heads=3"
+    assert error_line(RuntimeError("no workers")) == "no workers" and error_line(None) is None
+    row = TrialRow("t9", {"variant": "bad"}, None, 0, "error", None, error_line(wrapped))
+    assert to_markdown([row], ["variant"], "val/R1").splitlines()[2].endswith(
+        "| error |  | ValueError: BDAM width 32 is not divisible by bdam.heads=3 |")
 
 
 def test_upstream_stages_follow_the_keys() -> None:
