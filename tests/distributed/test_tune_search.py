@@ -91,3 +91,29 @@ def test_asha_search_stops_a_trial_and_tracks_parent_and_children(ray_tune: None
     overrides = yaml.safe_load((files / "best_overrides.yaml").read_text())
     assert overrides == yaml.safe_load(SPACE)["variants"][rows[0].params["variant"]]
     assert load_config("pkg://tiny", [f"{k}={v}" for k, v in overrides.items()]).optim.lr == best_lr
+
+
+def test_a_search_whose_every_trial_fails_says_why_and_exits_non_zero(ray_tune: None, tune_dataset: Path,
+                                                                       tmp_path: Path) -> None:
+    """Two trials that cannot build their model: the CLI prints each one's error line in the summary, one line
+    naming the first, and exits 1 (it exited 0)."""
+    import subprocess
+    import sys
+
+    space = tmp_path / "bad.yaml"
+    space.write_text("variants:\n  three_heads: {model.bdam.heads: 3}\n  five_heads: {model.bdam.heads: 5}\n")
+    overrides = [f"data.uri={tune_dataset}", "data.use_descriptions=false", "train.engine=torch", "train.workers=1",
+                 "train.epochs=1", "train.steps_per_epoch=1", f"tune.storage_uri={tmp_path}", "tune.name=bad",
+                 f"tracking.runs_dir={tmp_path / 'runs'}", "train.max_failures=0"]
+    command = [str(Path(sys.executable).parent / "reid"), "tune", "--space", str(space), "--config", "pkg://tiny",
+               "--data-source", "memory", *[arg for item in overrides for arg in ("--set", item)]]
+    import os
+
+    import ray
+
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # this session's Ray: one per host
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.count("not divisible by bdam.heads=") == 2  # each errored row names its error
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("reid tune: every trial failed; trial ") and "not divisible by bdam.heads=" in last
