@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from reid.cli.console import setup_console
 from reid.cli.errors import UserFacingError
 from reid.config import ConfigError
 from reid.storage import StorageUnreachableError
@@ -42,16 +43,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML config file, or pkg://NAME for a packaged one")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value by its dotted key, e.g. --set data.batch.p=16")
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="debug logging and Ray's, Ray Data's and the workers' own output on the console "
+                             "(otherwise in the log file and Ray's session logs)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen sub-command; config and input errors exit 2 with one clear line."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_console(args.command, args.verbose)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -18,11 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                  "per seed, mean ± std on the parent run")
     p.add_argument("--data-source", choices=("ray", "memory"), default="ray",
                    help="Ray Data pipeline (default) or the training split held in each worker's memory")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line instead of a summary")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train (once or per seed) and print the validation/test metrics as JSON."""
+    """Train (once or per seed), a progress bar and one line per epoch on the way; print a summary (or JSON)."""
     from reid.cli.main import UserFacingError
     from reid.config import load_config
     from reid.distributed.tracking import TrackingStoreError
@@ -32,14 +33,38 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     try:
         if args.seeds:
-            out = train_seeds(config, parse_seeds(args.seeds), args.resume, args.data_source)
+            out = train_seeds(config, parse_seeds(args.seeds), args.resume, args.data_source,
+                              console=not args.json)
             print(out["summary"].table())
-            print(json.dumps({"parent_run_id": out["parent_run_id"], **out["summary"].to_dict()}))
+            if args.json:
+                print(json.dumps({"parent_run_id": out["parent_run_id"], **out["summary"].to_dict()}))
             return 0
-        outcome = train(config, args.resume, data=args.data_source)
+        outcome = train(config, args.resume, data=args.data_source, console=not args.json)
     except (RunExistsError, TrackingStoreError, FileNotFoundError, ValueError) as exc:
         raise UserFacingError(str(exc)) from exc
-    print(json.dumps({"run_uri": outcome.run_uri, "best_checkpoint": outcome.best_uri,
-                      "best_epoch": outcome.best_epoch, "val": outcome.val_metrics, "test": outcome.test_metrics,
-                      "mlflow_run_id": outcome.mlflow_run_id}))
+    if args.json:
+        print(json.dumps({"run_uri": outcome.run_uri, "best_checkpoint": outcome.best_uri,
+                          "best_epoch": outcome.best_epoch, "val": outcome.val_metrics,
+                          "test": outcome.test_metrics, "mlflow_run_id": outcome.mlflow_run_id}))
+        return 0
+    print("\n".join(summary_lines(outcome)))
     return 0
+
+
+def summary_lines(outcome) -> list[str]:
+    """The end of ``reid train``: best epoch on validation, test metrics, where the run and its logs are."""
+    from reid.cli.console import log_file
+
+    def metrics(values: dict[str, float]) -> str:
+        return "  ".join(f"{k} {values[k]:.1f}" for k in ("R1", "R5", "R10", "mAP", "mINP") if k in values)
+
+    lines = [f"reid train: {'finished' if outcome.finished else 'stopped early'}; best epoch {outcome.best_epoch} "
+             f"on validation ({metrics(outcome.val_metrics)})"]
+    if outcome.test_metrics:
+        lines.append(f"  test (best checkpoint): {metrics(outcome.test_metrics)}")
+    lines += [f"  best checkpoint: {outcome.best_uri}", f"  run: {outcome.run_uri}"]
+    if outcome.mlflow_run_id:
+        lines.append(f"  MLflow run: {outcome.mlflow_run_id}")
+    if log_file() is not None:
+        lines.append(f"  full log: {log_file()}")
+    return lines

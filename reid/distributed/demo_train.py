@@ -82,7 +82,7 @@ def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:
         log.info("replacing the earlier demo run at %s", run.uri)
         run.filesystem.delete_dir(run.path)
     start = time.perf_counter()
-    outcome = train(config)
+    outcome = train(config, console=True)
     seconds["train"] = time.perf_counter() - start
     pictures = resolve(f"{outcome.run_uri}/{PICTURES_DIR}", config.storage)
     described = int(summary.get("ok", 0)) + int(summary.get("skipped_finished", 0))

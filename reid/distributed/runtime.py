@@ -10,6 +10,8 @@ import ray
 
 log = logging.getLogger(__name__)
 
+VERBOSE_ENV = "REID_VERBOSE"  # set by the command line from --verbose (reid.cli.console)
+
 
 def ensure_ray(num_cpus: int | None = None, dashboard: bool = True) -> None:
     """Initialise Ray once per process.
@@ -20,14 +22,17 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = True) -> None:
     cleaner logs a warning every few seconds and Ray Tune's cleanup can hang); it costs ~1.5 s at start.
     A local Ray's workers share the host's cores, so OpenMP threads wait passively unless
     ``OMP_WAIT_POLICY`` says otherwise (spinning threads made training 2x slower on 2 cores).
+    Unless ``REID_VERBOSE`` is ``1`` (or unset: library callers), workers' output is not forwarded here.
     """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    chatty = os.environ.get(VERBOSE_ENV, "1") != "0"
     address = os.environ.get("RAY_ADDRESS")
     if address:
         log.info("joining Ray at %s", address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=chatty)
+        _quiet_ray(chatty)
         return
     log.info("starting a local Ray (num_cpus=%s)", num_cpus)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -43,8 +48,30 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = True) -> None:
         dashboard_host="127.0.0.1",
         dashboard_port=port,
         configure_logging=False,
-        log_to_driver=True,
+        log_to_driver=chatty,
     )
+    _quiet_ray(chatty)
+
+
+def _quiet_ray(chatty: bool) -> None:
+    """Without ``--verbose`` (``REID_VERBOSE=0``): Ray's driver-side loggers at WARNING and no Ray Data
+    progress bars; the workers' output, not forwarded, stays in Ray's session log files."""
+    if chatty:
+        return
+    import ray.data
+
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    log.info("Ray's and the workers' logs: %s", ray_log_dir())
+
+
+def ray_log_dir() -> str:
+    """Where this Ray session writes its processes' logs."""
+    try:
+        return ray._private.worker.global_worker.node.get_logs_dir_path()
+    except Exception:  # a joined cluster's logs live on its nodes
+        return "the Ray nodes' /tmp/ray/session_latest/logs"
 
 
 def _free_port() -> int:

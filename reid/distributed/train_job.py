@@ -20,6 +20,7 @@ from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.portable import portable_config
+from reid.distributed.progress import QueueProgress, run_with_progress
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, tracking_uri
 from reid.storage import adopt_s3_filesystem, exists, list_files, read_json, resolve, s3_filesystem, write_json
@@ -124,6 +125,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                         pictures_uri=loop_config.get("pictures_uri"))
     if context.world_rank == 0 and loop_config.get("mlflow_run_id"):
         parts.tracker = RunTracker(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
+    if context.world_rank == 0 and loop_config.get("progress") is not None:
+        parts.progress = QueueProgress(loop_config["progress"])
     result = train_loop(config, context, parts)
     if context.world_rank == 0:
         payload = {"best_uri": result.best_uri if result.state.best_epoch is not None else None,
@@ -150,7 +153,7 @@ def run_uri(config: Config) -> str:
 
 
 def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | None = None,
-                  data: str = "ray", callbacks: Sequence[Any] = ()) -> TorchTrainer:
+                  data: str = "ray", callbacks: Sequence[Any] = (), progress: Any = None) -> TorchTrainer:
     """A ``TorchTrainer`` running :func:`train_worker` on ``train.workers`` workers.
 
     Checkpoints go to ``<train.storage_uri>/<train.name>`` (``s3://`` through an explicit pyarrow
@@ -159,7 +162,8 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     manager from storage and :func:`ray.train.get_checkpoint` gives the newest checkpoint).
     ``data`` is ``ray`` (the Ray Data pipeline, read by every worker) or ``memory`` (each worker holds the
     training split in memory). ``callbacks`` are extra ``ray.train.RunConfig`` callbacks (Ray Tune passes
-    its ``TuneReportCallback`` so the scheduler sees every epoch's metrics).
+    its ``TuneReportCallback`` so the scheduler sees every epoch's metrics). ``progress`` is a Ray queue that
+    rank 0 sends its step and epoch events to (:mod:`reid.distributed.progress`).
     """
     run = resolve(run_uri(config), config.storage)
     check_run_name(config, run, resume)
@@ -172,6 +176,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
         "best_uri": f"{run.uri}/best", "pictures_uri": f"{run.uri}/{PICTURES_DIR}",
         "mlflow_uri": mlflow.uri if mlflow else None,
         "mlflow_run_id": mlflow.run_id if mlflow else None,
+        "progress": progress,
         "s3_filesystem": (s3_filesystem(config.storage)
                           if run.is_remote or resolve(config.data.uri, config.storage).is_remote else None),
     }
@@ -208,10 +213,11 @@ def _worker_env() -> dict[str, str]:
 
 
 def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray",
-          callbacks: Sequence[Any] = ()) -> TrainOutcome:
+          callbacks: Sequence[Any] = (), console: bool = False) -> TrainOutcome:
     """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given); ``callbacks``
     go to :func:`build_trainer`. Relative local paths in ``config`` are taken from this process's working
-    directory (workers run in their own)."""
+    directory (workers run in their own). ``console`` draws a progress bar per epoch and prints one line
+    per epoch on this process's stdout (rank 0's events through a Ray queue)."""
     config = portable_config(config)
     run = resolve(run_uri(config), config.storage)
     check_run_name(config, run, resume)  # before any MLflow run exists: a refused start leaves none behind
@@ -222,7 +228,15 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     try:
         if tracker:
             tracker.set_tags({"fusion_input": fusion_input, "fusion_input_reason": why})
-        build_trainer(config, resume, tracker, data, callbacks).fit()
+        if console:
+            from ray.util.queue import Queue
+
+            events = Queue(maxsize=10_000)
+            trainer = build_trainer(config, resume, tracker, data, callbacks, progress=events)
+            run_with_progress(trainer.fit, events, config.train.epochs, config.eval.select_metric)
+            events.shutdown()
+        else:
+            build_trainer(config, resume, tracker, data, callbacks).fit()
     except KeyboardInterrupt:
         if tracker:
             tracker.finish("KILLED")
@@ -274,7 +288,8 @@ def _finish_tracking(tracker: RunTracker, outcome: TrainOutcome) -> None:
     tracker.finish("FINISHED" if outcome.finished else "KILLED")
 
 
-def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str = "ray") -> dict[str, Any]:
+def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str = "ray",
+                console: bool = False) -> dict[str, Any]:
     """The paper's protocol: one run per seed (``<name>-seed<N>``) as children of one parent MLflow run,
     which gets the mean and std of the test metrics."""
     from reid.evaluation.selection import summarize_seeds
@@ -286,7 +301,7 @@ def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data
     results = {}
     for seed in seeds:
         seeded = replace(config, seed=seed, train=replace(config.train, name=f"{config.train.name}-seed{seed}"))
-        outcome = train(seeded, resume, parent.run_id if parent else None, data)
+        outcome = train(seeded, resume, parent.run_id if parent else None, data, console=console)
         results[seed] = outcome.test_metrics
     summary = summarize_seeds(results)
     if parent:

@@ -27,6 +27,7 @@ from reid.distributed.tune_summary import (
     STOPPED,
     TrialRow,
     error_line,
+    format_value,
     sort_rows,
     to_markdown,
     write_summary,
@@ -240,10 +241,41 @@ def _tuner(config: Config, space: SearchSpace, setup: TrialSetup, root: Location
                                     search_alg=search_alg, num_samples=t.num_samples,
                                     max_concurrent_trials=t.max_concurrent_trials,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name=t.name, storage_path=parent.path,
-                                  storage_filesystem=fs, callbacks=[ChildRunCallback(setup.runs_uri, config.storage)],
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+        run_config=tune.RunConfig(name=t.name, storage_path=parent.path, storage_filesystem=fs,
+                                  callbacks=[ChildRunCallback(setup.runs_uri, config.storage),
+                                             TrialLines(setup.metric)],
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1 if chatty() else 0),
     )
+
+
+def chatty() -> bool:
+    """Tune's own status tables only with ``--verbose`` (``REID_VERBOSE``); otherwise one line per trial."""
+    return os.environ.get("REID_VERBOSE", "1") != "0"
+
+
+class TrialLines(tune.Callback):
+    """Driver side, without ``--verbose``: one line per ended trial (its values, status and best metric, or
+    the line naming its error)."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.best: dict[str, float] = {}
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        if self.metric in result:
+            self.best[trial.trial_id] = max(self.best.get(trial.trial_id, float("-inf")), float(result[self.metric]))
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._line(trial, f"finished, best {self.metric} {self.best.get(trial.trial_id, float('nan')):.2f}")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._line(trial, f"error: {error_line(getattr(trial, 'error_msg', None) or 'see the trial log')}")
+
+    def _line(self, trial: Any, what: str) -> None:
+        if chatty():
+            return
+        values = " ".join(f"{k}={format_value(v)}" for k, v in (trial.config or {}).items())
+        print(f"trial {trial.trial_id} ({values}): {what}", flush=True)
 
 
 def _row(result: Any, setup: TrialSetup, config: Config) -> TrialRow:

@@ -76,7 +76,9 @@ class LoopParts:
     ``save_best(model)`` writes the inference checkpoint of a new best epoch (rank 0) and
     ``load_best()`` reads it back for the final test; ``pictures(model)`` then draws the evaluation
     pictures; ``probe(model)`` gives the disentanglement probes of each validation (``probe/*``);
-    ``validate``, ``tracker``, ``probe`` and ``pictures`` run on rank 0 only.
+    ``progress`` receives ``step(epoch, step, steps, samples_per_s)`` after each step and ``epoch(epoch,
+    metrics)`` after each checkpoint (the console); ``validate``, ``tracker``, ``probe``, ``pictures`` and
+    ``progress`` run on rank 0 only.
     """
 
     engine: Engine
@@ -90,6 +92,7 @@ class LoopParts:
     best_uri: str | None = None
     pictures: Any = None
     probe: Any = None
+    progress: Any = None
 
 
 def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> TrainResult:
@@ -120,6 +123,8 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
         _checkpoint(context, parts, state, metrics)
         if context.world_rank == 0 and parts.tracker is not None and (logged is None or state.epoch - 1 > logged):
             parts.tracker.log_epoch(metrics, state.epoch - 1)
+        if parts.progress is not None:
+            parts.progress.epoch(state.epoch - 1, metrics)
     val, test = {}, {}
     if state.history and state.best_epoch is not None:
         val = next(h for h in state.history if h["epoch"] == state.best_epoch)
@@ -155,6 +160,9 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
         _accumulate(sums, losses, total, outputs)
         steps, samples = steps + 1, samples + len(batch["pids"])
         state.step += 1
+        if parts.progress is not None:
+            parts.progress.step(state.epoch, steps, parts.steps_per_epoch,
+                                samples * context.world_size / max(time.perf_counter() - start, 1e-9))
         # GradNorm's retained graph hangs off these: free it now, not when the next forward rebinds the names
         # (which would hold two steps' activations at the peak of the next forward).
         del outputs, losses, total, tensors

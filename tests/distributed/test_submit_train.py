@@ -142,7 +142,7 @@ def test_ray_job_submit_trains_and_tracks_in_mlflow_server(ray_head: str, mlflow
     submit = [
         str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head, "--working-dir", str(REPO),
         "--runtime-env", str(REPO / "cluster" / "runtime_env.yaml"), "--",
-        "python", "jobs/train.py", "--config", "pkg://tiny", "--data-source", "memory",
+        "python", "jobs/train.py", "--config", "pkg://tiny", "--data-source", "memory", "--json",
         *[arg for key in overrides for arg in ("--set", key)],
     ]
     deadline = time.monotonic() + 120
