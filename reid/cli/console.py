@@ -44,6 +44,9 @@ def setup_console(command: str, verbose: bool) -> Path | None:
         _log_file = None
     for handler in _handlers:
         root.addHandler(handler)
+    if not verbose:  # MLflow's own handler prints store migrations at INFO; it reads the level when imported
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     return _log_file
 
 

@@ -54,12 +54,11 @@ def run(args: argparse.Namespace) -> int:
 def summary_lines(outcome) -> list[str]:
     """The end of ``reid train``: best epoch on validation, test metrics, where the run and its logs are."""
     from reid.cli.console import log_file
+    from reid.evaluation.table import metrics_line as metrics
 
-    def metrics(values: dict[str, float]) -> str:
-        return "  ".join(f"{k} {values[k]:.1f}" for k in ("R1", "R5", "R10", "mAP", "mINP") if k in values)
-
-    lines = [f"reid train: {'finished' if outcome.finished else 'stopped early'}; best epoch {outcome.best_epoch} "
-             f"on validation ({metrics(outcome.val_metrics)})"]
+    best = "none" if outcome.best_epoch is None else outcome.best_epoch + 1  # 1-based, as the epoch lines
+    lines = [f"reid train: {'finished' if outcome.finished else 'stopped early'}; best epoch {best} on validation "
+             f"({metrics(outcome.val_metrics)})"]
     if outcome.test_metrics:
         lines.append(f"  test (best checkpoint): {metrics(outcome.test_metrics)}")
     lines += [f"  best checkpoint: {outcome.best_uri}", f"  run: {outcome.run_uri}"]

@@ -12,6 +12,7 @@ from reid.distributed.describe_job import describe_dataset
 from reid.distributed.tracking import tracking_uri
 from reid.distributed.train_job import PICTURES_DIR, TrainOutcome, run_uri, train
 from reid.evaluation.search import SearchResult
+from reid.evaluation.table import metrics_line
 from reid.storage import exists, resolve
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,12 @@ class DemoTraining:
 
     def lines(self) -> list[str]:
         """A human-readable report: metrics of the best checkpoint on test, a search, and where everything is."""
-        test = self.outcome.test_metrics
+        outcome = self.outcome
         lines = [f"  described {self.described} images ({DESCRIBERS.get(self.describer, self.describer)}, "
                  f"{self.seconds['describe']:.0f} s)",
-                 f"  trained {self.seconds['train']:.0f} s; best epoch {self.outcome.best_epoch} on validation "
-                 f"({', '.join(f'{k} {v:.1f}' for k, v in self.outcome.val_metrics.items())})",
-                 "  test (best checkpoint): " + "  ".join(f"{k} {test[k]:.1f}" for k in ("R1", "R5", "R10", "mAP",
-                                                                                          "mINP") if k in test),
+                 f"  trained {self.seconds['train']:.0f} s; best epoch {_one_based(outcome.best_epoch)} on "
+                 f"validation ({metrics_line(outcome.val_metrics)})",
+                 f"  test (best checkpoint): {metrics_line(outcome.test_metrics)}",
                  f"  best checkpoint: {self.outcome.best_uri}",
                  f"  MLflow: {self.mlflow_uri} (run {self.outcome.mlflow_run_id})"]
         if self.pictures_uri:
@@ -59,6 +59,10 @@ class DemoTraining:
                              f"{hit.image_id}")
             lines.append(f"    contact sheet: {self.search.sheet_uri}")
         return lines
+
+
+def _one_based(epoch: int | None) -> str:
+    return "none" if epoch is None else str(epoch + 1)
 
 
 def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:

@@ -69,37 +69,47 @@ def run_with_progress(fit: Callable[[], Any], events: Any, epochs: int, select: 
 
     thread = threading.Thread(target=target, name="reid-fit", daemon=True)
     thread.start()
-    bar: tqdm | None = None
+    bar = _Bar(epochs, out)
     try:
         while thread.is_alive() or not _empty(events):
             try:
                 event = events.get(timeout=POLL_S)
             except (stdlib_queue.Empty, Exception):
                 continue
-            bar = _draw(event, bar, epochs, select, out)
+            if event["kind"] == "step":
+                bar.step(event["epoch"], event["step"], event["steps"], event["samples_per_s"])
+            else:
+                bar.close()
+                tqdm.write(epoch_line(event["epoch"], epochs, event["metrics"], select), file=out)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         thread.join()
     if "error" in result:
         raise result["error"]
     return result.get("value")
 
 
-def _draw(event: Mapping[str, Any], bar: tqdm | None, epochs: int, select: str, out: TextIO | None) -> tqdm | None:
-    if event["kind"] == "step":
-        if bar is None or bar.desc != f"epoch {event['epoch'] + 1}/{epochs}":
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=event["steps"], desc=f"epoch {event['epoch'] + 1}/{epochs}", unit="step", leave=False,
-                       file=out, disable=None, dynamic_ncols=True)
-        bar.n = event["step"]
-        bar.set_postfix_str(f"{event['samples_per_s']:.0f} samples/s", refresh=True)
-        return bar
-    if bar is not None:
-        bar.close()
-    tqdm.write(epoch_line(event["epoch"], epochs, event["metrics"], select), file=out)
-    return None
+class _Bar:
+    """One tqdm bar per epoch (drawn on a terminal only; tqdm disables itself elsewhere)."""
+
+    def __init__(self, epochs: int, out: TextIO | None) -> None:
+        self.epochs, self.out = epochs, out
+        self.bar: tqdm | None = None
+        self.epoch: int | None = None
+
+    def step(self, epoch: int, step: int, steps: int, samples_per_s: float) -> None:
+        if self.bar is None or self.epoch != epoch:
+            self.close()
+            self.epoch = epoch
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
+                            file=self.out, disable=None, dynamic_ncols=True)
+        self.bar.n = step
+        self.bar.set_postfix_str(f"{samples_per_s:.0f} samples/s", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.epoch = None, None
 
 
 def _empty(events: Any) -> bool:

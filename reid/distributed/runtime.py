@@ -31,7 +31,7 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = True) -> None:
     address = os.environ.get("RAY_ADDRESS")
     if address:
         log.info("joining Ray at %s", address)
-        ray.init(address=address, log_to_driver=chatty)
+        ray.init(address=address, log_to_driver=chatty, logging_level=logging.INFO if chatty else logging.WARNING)
         _quiet_ray(chatty)
         return
     log.info("starting a local Ray (num_cpus=%s)", num_cpus)

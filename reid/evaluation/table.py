@@ -23,3 +23,8 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str
     """One row per entry of ``rows`` (e.g. ``{"t2i": {...}, "i2t": {...}}``), one column per metric."""
     body = [[name, *(f"{values[c]:.{digits}f}" for c in columns)] for name, values in rows.items()]
     return format_table(["task", *columns], body)
+
+
+def metrics_line(values: Mapping[str, float], columns: Sequence[str] = METRIC_COLUMNS) -> str:
+    """``R1 79.6  R5 92.9  R10 96.5  mAP 78.2  mINP 59.0``: the metrics present, in the usual order."""
+    return "  ".join(f"{c} {values[c]:.1f}" for c in columns if c in values)
