@@ -213,18 +213,19 @@ def _worker_env() -> dict[str, str]:
 
 
 def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray",
-          callbacks: Sequence[Any] = (), console: bool = False) -> TrainOutcome:
+          callbacks: Sequence[Any] = (), console: bool = False, run_name: str | None = None) -> TrainOutcome:
     """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given); ``callbacks``
     go to :func:`build_trainer`. Relative local paths in ``config`` are taken from this process's working
     directory (workers run in their own). ``console`` draws a progress bar per epoch and prints one line
-    per epoch on this process's stdout (rank 0's events through a Ray queue)."""
+    per epoch on this process's stdout (rank 0's events through a Ray queue). ``run_name`` names the MLflow
+    run (default ``train.name``)."""
     config = portable_config(config)
     run = resolve(run_uri(config), config.storage)
     check_run_name(config, run, resume)  # before any MLflow run exists: a refused start leaves none behind
     shard_identities(config.data.uri, "train", config.storage)  # a missing dataset fails here, as clearly
     ensure_ray()
     fusion_input, why = warn_if_image_only(config)
-    tracker = _tracker(config, run, resume, parent_run_id)
+    tracker = _tracker(config, run, resume, parent_run_id, run_name)
     try:
         if tracker:
             tracker.set_tags({"fusion_input": fusion_input, "fusion_input_reason": why})
@@ -251,7 +252,8 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     return outcome
 
 
-def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None) -> RunTracker | None:
+def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None,
+             run_name: str | None = None) -> RunTracker | None:
     if not config.tracking.enabled:
         return None
     check_tracking_store(tracking_uri(config.tracking), alive_nodes())
@@ -259,7 +261,7 @@ def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None) 
     if resume and exists(saved):
         info = read_json(saved)
         return RunTracker(info["uri"], info["run_id"])
-    tracker = RunTracker.create(config, config.train.name, parent_run_id)
+    tracker = RunTracker.create(config, run_name or config.train.name, parent_run_id)
     write_json(saved, {"uri": tracker.uri, "run_id": tracker.run_id})
     return tracker
 

@@ -92,7 +92,14 @@ def train_trial(sample: dict[str, Any], setup: TrialSetup) -> None:
         replay_history(read_json(result_file), setup.metric, last_epoch(config))
         return
     train(config, resume=exists(run), parent_run_id=setup.parent_run_id, data=setup.data,
-          callbacks=[MetricReportCallback(setup.metric, last_epoch(config))])
+          callbacks=[MetricReportCallback(setup.metric, last_epoch(config))],
+          run_name=trial_run_name(setup.base.tune.name, sample, trial_id))
+
+
+def trial_run_name(search: str, sample: Mapping[str, Any], trial_id: str) -> str:
+    """``table1_bdam no_gate seed=1 (89000_00007)``: the search, the trial's values, its id (MLflow's run list)."""
+    values = " ".join(str(v) if k == "variant" else f"{k}={v}" for k, v in sample.items())
+    return f"{search} {values} ({trial_id})".replace("  ", " ")
 
 
 def replay_history(result: Mapping[str, Any], metric: str, last: int) -> None:

@@ -112,3 +112,25 @@ def test_local_stores_keep_artifacts_beside_the_database_and_open_as_model_train
     assert (tmp_path / "runs" / "mlartifacts").is_dir() and not (work / "mlruns").exists()
     RunTracker.create(config, "again").finish()  # an existing experiment keeps its place and kind
     assert client.get_experiment_by_name("local").artifact_location == experiment.artifact_location
+
+
+def test_reid_ui_prints_the_experiment_and_the_comparison_of_the_last_runs(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = load_config("pkg://tiny", [f"tracking.runs_dir={tmp_path}", "tracking.experiment=ui"])
+    ids = []
+    for name in ("first", "second", "third"):
+        tracker = RunTracker.create(config, name)
+        tracker.finish()
+        ids.append(tracker.run_id)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run([str(Path(sys.executable).parent / "reid"), "ui", "--config", "pkg://tiny", "--set",
+                           f"tracking.runs_dir={tmp_path}", "--set", "tracking.experiment=ui", "--last", "2",
+                           "--no-serve"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    experiment, compare = done.stdout.strip().splitlines()
+    assert experiment.startswith("experiment 'ui': http://127.0.0.1:5000/#/experiments/")
+    exp_id = experiment.rsplit("/", 1)[1]
+    assert compare.endswith(f'compare-runs?runs=["{ids[2]}","{ids[1]}"]&experiments=["{exp_id}"]')

@@ -209,3 +209,11 @@ def test_a_describer_trial_gets_its_own_described_copy(tune_dataset: Path, tmp_p
     parts = sorted((target / "descriptions").iterdir())
     prepare_trial_dataset(config, ["describe.num_exemplars"], str(target))  # a restarted trial reuses it
     assert sorted((target / "descriptions").iterdir()) == parts
+
+
+def test_trial_runs_are_named_by_their_search_and_values() -> None:
+    from reid.distributed.tune_trial import trial_run_name
+
+    assert trial_run_name("table1_bdam", {"variant": "no_gate", "seed": 1}, "89000_00007") == (
+        "table1_bdam no_gate seed=1 (89000_00007)")
+    assert trial_run_name("lr", {"optim.lr": 0.001}, "a_1") == "lr optim.lr=0.001 (a_1)"
