@@ -21,10 +21,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+TRAINING_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view (its default is GenAI traces)
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The experiment's run list in the UI's model-training view."""
+    return f"{base}/#/experiments/{experiment_id}?{TRAINING_VIEW}"
+
+
 def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
     """The MLflow UI's page comparing ``run_ids`` (charts, parameters and metrics side by side)."""
     runs, experiments = (json.dumps(v, separators=(",", ":")) for v in (run_ids, [experiment_id]))
-    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{TRAINING_VIEW}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                               max_results=max(1, args.last))
     remote = uri.startswith(("http://", "https://"))
     base = uri.rstrip("/") if remote else f"http://127.0.0.1:{args.port}"
-    print(f"experiment '{experiment.name}': {base}/#/experiments/{experiment.experiment_id}")
+    print(f"experiment '{experiment.name}': {experiment_url(base, experiment.experiment_id)}")
     ids = [r.info.run_id for r in runs]
     print(f"the last {len(runs)} runs compared: {compare_url(base, experiment.experiment_id, ids)}")
     sys.stdout.flush()

@@ -132,5 +132,7 @@ def test_reid_ui_prints_the_experiment_and_the_comparison_of_the_last_runs(tmp_p
     assert done.returncode == 0, done.stderr
     experiment, compare = done.stdout.strip().splitlines()
     assert experiment.startswith("experiment 'ui': http://127.0.0.1:5000/#/experiments/")
-    exp_id = experiment.rsplit("/", 1)[1]
-    assert compare.endswith(f'compare-runs?runs=["{ids[2]}","{ids[1]}"]&experiments=["{exp_id}"]')
+    assert experiment.endswith("?workflowType=machine_learning")  # the UI's model-training view, not GenAI
+    exp_id = experiment.rsplit("/", 1)[1].split("?")[0]
+    assert compare.endswith(f'compare-runs?runs=["{ids[2]}","{ids[1]}"]&experiments=["{exp_id}"]'
+                            "&workflowType=machine_learning")
