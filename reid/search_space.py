@@ -106,8 +106,29 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+PACKAGED_PREFIX = "pkg://"
+
+
+def packaged_spaces() -> list[str]:
+    """The names ``pkg://NAME`` loads (the spaces shipped in the package, also at ``tune_spaces/`` in the repo)."""
+    from importlib import resources
+
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("reid.spaces").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
 def load_space(path: str | Path) -> SearchSpace:
-    """Read and parse a space file (the schema check is :func:`validate_space`)."""
+    """Read and parse a space file, or ``pkg://NAME`` for a shipped one (the schema check is
+    :func:`validate_space`)."""
+    if str(path).startswith(PACKAGED_PREFIX):
+        from importlib import resources
+
+        name = str(path)[len(PACKAGED_PREFIX):]
+        if name not in packaged_spaces():
+            raise SpaceError(f"no packaged search space '{path}'; packaged: "
+                             + ", ".join(PACKAGED_PREFIX + n for n in packaged_spaces()))
+        return parse_space(yaml.safe_load(resources.files("reid.spaces").joinpath(f"{name}.yaml").read_text()),
+                           str(path), name)
     file = Path(path)
     if not file.is_file():
         raise SpaceError(f"search space file not found: {path}")

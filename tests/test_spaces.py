@@ -136,3 +136,17 @@ def test_spaces_and_the_tune_command_load_without_ray_or_mlflow() -> None:
     ])
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_shipped_spaces_load_by_package_name_from_anywhere(tmp_path: Path) -> None:
+    """``--space pkg://NAME`` works outside the repository; an unknown name lists the shipped ones."""
+    from reid.search_space import packaged_spaces
+
+    assert packaged_spaces() == sorted(p.stem for p in SPACES)
+    code = ("from reid.search_space import load_space; s = load_space('pkg://optimisation'); "
+            "print(s.name, sorted(s.params))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "optimisation ['data.batch.k', 'data.batch.p', 'optim.lr', 'optim.weight_decay']"
+    with pytest.raises(SpaceError, match="no packaged search space 'pkg://nosuch'; packaged: pkg://clustering"):
+        load_space("pkg://nosuch")

@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Scheduler, metric, concurrency and storage come from tune.*; every trial trains with "
                     "train.*/optim.* plus its drawn values. The space is checked before any trial starts.",
     )
-    p.add_argument("--space", required=True, help="search space YAML, e.g. tune_spaces/optimisation.yaml")
+    p.add_argument("--space", required=True, help="search space YAML, e.g. tune_spaces/optimisation.yaml, or "
+                                                   "pkg://NAME for a shipped one (pkg://optimisation)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="draws from the space (a grid is repeated this many times); default tune.num_samples")
     p.add_argument("--resume", action="store_true",
