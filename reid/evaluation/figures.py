@@ -75,11 +75,13 @@ def plot_modality_weights(
 def plot_tsne(
     identity_features: np.ndarray, clothing_features: np.ndarray, person_ids: np.ndarray, path: str,
     max_identities: int = 10, seed: int = 0, storage: StorageConfig | None = None,
+    gallery_embeddings: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """t-SNE of gated identity features ``[N, D]`` and clothing features ``[N, D]`` side by side, coloured
-    by person, for the first ``max_identities`` persons in ``person_ids`` order (paper Fig. 4).
+    by person, for the first ``max_identities`` persons in ``person_ids`` order (paper Fig. 4); with
+    ``gallery_embeddings [N, E]`` (what retrieval ranks: the fused image + description) a third panel.
 
-    Returns ``{"person_ids": [n], "identity": [n, 2], "clothing": [n, 2]}`` of the plotted points.
+    Returns ``{"person_ids": [n], "identity": [n, 2], "clothing": [n, 2]}`` (and ``"gallery"``) of the points.
     """
     from sklearn.manifold import TSNE
 
@@ -89,25 +91,33 @@ def plot_tsne(
     if ident.ndim != 2 or cloth.shape[0] != ident.shape[0] or cloth.ndim != 2 or len(pids) != len(ident):
         raise ValueError(f"need identity [N, D], clothing [N, D'] and person_ids [N]; got {ident.shape}, "
                          f"{cloth.shape}, {pids.shape}")
+    panels = {"identity": ident, "clothing": cloth}
+    titles = {"identity": "identity branch f_id_gate", "clothing": "clothing branch f_clo_gate",
+              "gallery": "gallery embedding (image + description)"}
+    if gallery_embeddings is not None:
+        gallery = np.asarray(gallery_embeddings, dtype=np.float64)
+        if gallery.ndim != 2 or len(gallery) != len(ident):
+            raise ValueError(f"gallery_embeddings must be [N={len(ident)}, E], got {gallery.shape}")
+        panels["gallery"] = gallery
     chosen = list(dict.fromkeys(pids.tolist()))[:max_identities]
     keep = np.isin(pids, chosen)
     if keep.sum() < 5:
         raise ValueError(f"t-SNE needs at least 5 points of the chosen persons, got {int(keep.sum())}")
     perplexity = float(min(30.0, (keep.sum() - 1) / 3))
     coords = {}
-    for name, feats in (("identity", ident[keep]), ("clothing", cloth[keep])):
+    for name, feats in panels.items():
         tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
-        coords[name] = tsne.fit_transform(feats)
-    fig = Figure(figsize=(10, 4.5))
-    for i, name in enumerate(("identity", "clothing")):
-        ax = fig.add_subplot(1, 2, i + 1)
+        coords[name] = tsne.fit_transform(feats[keep])
+    fig = Figure(figsize=(5 * len(panels), 4.5))
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         for pid in chosen:
             sel = pids[keep] == pid
             ax.scatter(coords[name][sel, 0], coords[name][sel, 1], s=14, label=str(pid))
-        ax.set_title(f"{name} features")
+        ax.set_title(titles[name], fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.axes[1].legend(title="person", fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.axes[-1].legend(title="person", fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     save_figure(fig, path, storage)
     return {"person_ids": pids[keep], **coords}

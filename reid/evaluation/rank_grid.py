@@ -15,6 +15,16 @@ from reid.storage.config import StorageConfig
 RIGHT = "#00aa00"
 WRONG = "#dd0000"
 UNKNOWN = "#999999"
+WRAP, MAX_LINES = 34, 9  # characters per line and lines of query text that fit the text column at fontsize 8
+
+
+def wrap_query(query: str) -> str:
+    """The query wrapped to the text column, at most :data:`MAX_LINES` lines (the last ending in "...")."""
+    lines = textwrap.wrap(query, WRAP, break_long_words=True) or [""]
+    if len(lines) > MAX_LINES:
+        lines = lines[:MAX_LINES]
+        lines[-1] = lines[-1][: WRAP - 3] + "..."
+    return "\n".join(lines)
 
 
 def plot_rank_grid(
@@ -46,7 +56,7 @@ def plot_rank_grid(
     for i, query in enumerate(queries):
         text_ax = fig.add_subplot(grid[i, 0])
         text_ax.axis("off")
-        text_ax.text(0.0, 0.5, textwrap.fill(query, 38), va="center", ha="left", fontsize=8)
+        text_ax.text(0.0, 0.5, wrap_query(query), va="center", ha="left", fontsize=8, clip_on=True)
         row = []
         for j, thumb in enumerate(thumbnails[i]):
             thumb = np.asarray(thumb)

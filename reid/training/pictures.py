@@ -79,7 +79,7 @@ def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: s
     out.files["modality"] = f"{name}/modality.png"
     if features.f_id is not None and features.f_clo is not None and len(features.pids) >= 5:
         plot_tsne(features.f_id, features.f_clo, features.pids, f"{name}/tsne.png", seed=config.seed,
-                  storage=config.storage)
+                  storage=config.storage, gallery_embeddings=embeddings.gallery.numpy())
         out.files["tsne"] = f"{name}/tsne.png"
     _rank_grid(embeddings, features, f"{name}/ranks.png", config)
     out.files["ranks"] = f"{name}/ranks.png"

@@ -45,6 +45,9 @@ def test_tsne_separates_persons_in_identity_features_only(tmp_path: Path) -> Non
     assert nearest_neighbour_accuracy(out["identity"], out["person_ids"]) == 1.0
     assert nearest_neighbour_accuracy(out["clothing"], out["person_ids"]) < 0.7
     assert Image.open(tmp_path / "tsne.png").size == (1000, 450)
+    three = plot_tsne(identity, clothing, pids, str(tmp_path / "t3.png"), max_identities=4,
+                      gallery_embeddings=identity * 2)
+    assert three["gallery"].shape == (32, 2) and Image.open(tmp_path / "t3.png").size == (1500, 450)
     with pytest.raises(ValueError, match="person_ids"):
         plot_tsne(identity, clothing, pids[:-1], str(tmp_path / "x.png"))
 
@@ -74,3 +77,12 @@ def test_modality_weights_leave_out_images_without_a_description(tmp_path: Path)
                                 has_description=np.array([True, True, False, False]))
     assert out["image"].tolist() == [1, 1, 0, 0, 0]  # the two image-only rows (w_img = 1) are not drawn
     assert Image.open(tmp_path / "w.png").size == (600, 400)
+
+
+def test_a_long_query_stays_in_its_column() -> None:
+    from reid.evaluation.rank_grid import MAX_LINES, WRAP, wrap_query
+
+    wrapped = wrap_query("a " * 300 + "unbreakablewordthatislongerthanthecolumnwidthbyfar")
+    lines = wrapped.splitlines()
+    assert len(lines) == MAX_LINES and all(len(line) <= WRAP for line in lines) and lines[-1].endswith("...")
+    assert wrap_query("short query") == "short query"
