@@ -20,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="move this many train identities to a val split (ICFG-PEDES has no val split)")
     p.add_argument("--annotation", default=None, help="annotation file relative to --root (default: the official name)")
     p.add_argument("--image-dir", default=None, help="image directory relative to --root (default: imgs)")
+    p.add_argument("--local", action="store_true", help="run in this process with threads instead of Ray Data")
     p.set_defaults(func=run)
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         result = prepare_dataset(
             args.format, args.root, args.out, strict=args.strict, overwrite=args.overwrite,
             val_identities=args.val_identities, seed=config.seed, annotation=args.annotation,
-            image_dir=args.image_dir, storage=config.storage,
+            image_dir=args.image_dir, storage=config.storage, local=args.local,
         )
     except (PrepareError, FormatError) as exc:
         raise UserFacingError(str(exc)) from exc

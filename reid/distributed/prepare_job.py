@@ -127,6 +127,7 @@ def prepare_dataset(
     annotation: str | None = None,
     image_dir: str | None = None,
     storage: StorageConfig | None = None,
+    local: bool = False,
 ) -> PrepareResult:
     """Read a raw dataset and write the prepared, versioned dataset at ``out_uri``.
 
@@ -134,7 +135,8 @@ def prepare_dataset(
     captions) are listed in ``validation_report.json`` with their place and reason and never take a valid
     neighbour with them. With ``strict`` any bad record raises :class:`PrepareError` after the report is
     written. ``val_identities`` moves that many train identities to a ``val`` split (for ICFG-PEDES, which
-    has none, so selection never touches test).
+    has none, so selection never touches test). ``local`` does the same work in this process (threads, no
+    Ray) and writes the same shards.
     """
     root, out = resolve(root_uri, storage), resolve(out_uri, storage)
     _check_output(out, overwrite)
@@ -147,12 +149,17 @@ def prepare_dataset(
     total = len(records) + len(issues)
     log.info("%d records parsed, %d rejected before opening images", len(records), len(issues))
 
-    ensure_ray()
-    loaded = _load_images(records, root.filesystem, image_root)
-    checks = loaded.select_columns(["index", "image_path", "split", "source_id", "captions_json", "reason", "sha256"])
+    if local:
+        loaded_rows = _load_images_local(records, root.filesystem, image_root)
+        check_rows = loaded_rows
+    else:
+        ensure_ray()
+        loaded = _load_images(records, root.filesystem, image_root)
+        check_rows = loaded.select_columns(["index", "image_path", "split", "source_id", "captions_json", "reason",
+                                            "sha256"]).iter_rows()
     accepted: list[RawRecord] = []
     hashes: list[tuple[str, str, str, tuple[str, ...]]] = []
-    for row in checks.iter_rows():
+    for row in check_rows:
         if row["reason"]:
             where = f"record {row['index']} ({row['image_path']})"
             issues.append(Issue(where, row["reason"], int(row["index"])))
@@ -171,13 +178,16 @@ def prepare_dataset(
     def shard_of(batch: dict[str, np.ndarray]) -> np.ndarray:
         return np.array([keys[f"{sp}\x1f{sid}"] for sp, sid in zip(batch["split"], batch["source_id"], strict=True)])
 
-    good = loaded.filter(expr=col("reason") == "").add_column("shard", shard_of, batch_format="numpy")
-    # The sort-based shuffle: Ray 2.60's default hash shuffle (aggregator actors) was seen to abort with a
-    # corrupt-mutex SIGABRT in HashShuffleMap workers on this kind of machine (Ray retried the task).
-    good.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    written = good.groupby("shard").map_groups(
-        write_shard, batch_format="numpy", fn_kwargs={"person_ids": person_ids, "extras": extras, "out": out}
-    ).take_all()
+    if local:
+        written = _write_shards_local([r for r in loaded_rows if not r["reason"]], shard_of, person_ids, extras, out)
+    else:
+        good = loaded.filter(expr=col("reason") == "").add_column("shard", shard_of, batch_format="numpy")
+        # The sort-based shuffle: Ray 2.60's default hash shuffle (aggregator actors) was seen to abort with a
+        # corrupt-mutex SIGABRT in HashShuffleMap workers on this kind of machine (Ray retried the task).
+        good.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+        written = good.groupby("shard").map_groups(
+            write_shard, batch_format="numpy", fn_kwargs={"person_ids": person_ids, "extras": extras, "out": out}
+        ).take_all()
     log.info("wrote %d shards", len(written))
     write_json(out.join("id_map.json"), person_ids)
     manifest = _manifest(fmt, root.uri, accepted, report, content_hash(hashes))
@@ -186,7 +196,7 @@ def prepare_dataset(
     return PrepareResult(out.uri, manifest, report)
 
 
-def _load_images(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str) -> ray.data.Dataset:
+def _items(records: list[RawRecord]) -> list[dict[str, Any]]:
     items = [
         {"index": r.index, "image_path": r.image_path, "source_id": r.source_id, "split": r.split,
          "captions_json": json.dumps(list(r.captions))}
@@ -194,6 +204,50 @@ def _load_images(records: list[RawRecord], filesystem: pafs.FileSystem, image_ro
     ]
     if not items:
         raise PrepareError("no usable record in the annotation file")
+    return items
+
+
+LOCAL_BATCH = 64
+
+
+def _load_images_local(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str
+                       ) -> list[dict[str, Any]]:
+    """:class:`LoadImages` over every record in this process, ``LOCAL_BATCH`` at a time on a few threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = _items(records)
+    load = LoadImages(filesystem, image_root)
+    chunks = [items[i:i + LOCAL_BATCH] for i in range(0, len(items), LOCAL_BATCH)]
+
+    def one(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        batch = {key: np.array([item[key] for item in chunk], dtype=object) for key in chunk[0]}
+        out = load(batch)
+        return [{key: out[key][i] for key in out} for i in range(len(chunk))]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return [row for rows in pool.map(one, chunks) for row in rows]
+
+
+def _write_shards_local(rows: list[dict[str, Any]], shard_of: Any, person_ids: dict[str, dict[str, int]],
+                        extras: dict[str, dict[str, Any]], out: Location) -> list[dict[str, Any]]:
+    """:func:`write_shard` for each shard key, from rows held in memory (the same files the Ray path writes)."""
+    if not rows:
+        return []
+    keys = shard_of({column: np.array([r[column] for r in rows]) for column in ("split", "source_id")})
+    by_shard: dict[str, list[dict[str, Any]]] = {}
+    for row, key in zip(rows, keys, strict=True):
+        by_shard.setdefault(str(key), []).append({**row, "shard": str(key)})
+    written = []
+    for key in sorted(by_shard):
+        members = by_shard[key]
+        group = {column: np.array([m[column] for m in members], dtype=object) for column in members[0]}
+        result = write_shard(group, person_ids, extras, out)
+        written.append({"shard": result["shard"][0], "identities": result["identities"][0]})
+    return written
+
+
+def _load_images(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str) -> ray.data.Dataset:
+    items = _items(records)
     blocks = max(1, min(64, len(items) // 200))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     return ds.map_batches(LoadImages(filesystem, image_root), batch_size=64, batch_format="numpy").materialize()

@@ -134,3 +134,16 @@ def test_inspect_prints_counts_and_rejections(raw_writer, tmp_path: Path, capsys
     assert f"rejected: {len(planted)} of {12 + len(planted)} records" in text
     assert text.count("record ") >= 3 and '"images": 6' in text
     assert main(["inspect", "--data", str(tmp_path / "nothing")]) == 2
+
+
+def test_local_prepare_writes_what_ray_data_writes(raw_writer, tmp_path: Path) -> None:
+    """``reid prepare --local`` (one process, no Ray): the same shards, manifest and report, bad records too."""
+    root, _ = raw_writer("cuhk-pedes", identities=70, per_identity=2, splits=("train", "val", "test"))
+    plant_bad_records(root)
+    on_ray = prepare_dataset("cuhk-pedes", str(root), str(tmp_path / "ray"))
+    local = prepare_dataset("cuhk-pedes", str(root), str(tmp_path / "local"), local=True)
+    assert local.report == on_ray.report and local.manifest == {**on_ray.manifest, "source": local.manifest["source"]}
+    shards = [sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*.parquet"))
+              for name in ("ray", "local")]
+    assert shards[0] == shards[1] and len(shards[0]) >= 3
+    assert read_identity_rows(str(tmp_path / "local")) == read_identity_rows(str(tmp_path / "ray"))
