@@ -6,6 +6,8 @@ import logging
 import time
 from typing import Any
 
+from tqdm import tqdm
+
 from reid.describe.config import DescribeConfig
 from reid.describe.factory import Describer, build_describer
 from reid.describe.inputs import iter_image_records, pending, record_columns
@@ -31,10 +33,12 @@ def describe_dataset_local(uri: str, cfg: DescribeConfig, storage: StorageConfig
     worker = DescribeWorker(uri, cfg, load_style_book(uri, storage), cfg.concurrency, storage, describer)
     todo = pending(iter_image_records(uri, cfg.splits, storage, record_columns(cfg.backend)), finished, limit)
     done = []
-    for result in worker.stream(todo, cfg.batch_size):
-        done.append(result)
-        if len(done) % cfg.batch_size == 0:
-            log.info("described %d images", len(done))
+    with tqdm(desc="describe", unit="img", disable=None) as bar:  # drawn on a terminal only
+        for result in worker.stream(todo, cfg.batch_size):
+            done.append(result)
+            bar.update(1)
+            if len(done) % cfg.batch_size == 0:
+                log.info("described %d images", len(done))
     worker.pool.shutdown()
     results = result_columns(done)
     summary = summarise(results, run_id=run_id, describer=describer, skipped=len(finished),
