@@ -85,14 +85,16 @@ def score_checkpoint(checkpoint: str, data: str, config: Config) -> dict[str, di
 def run_table(table: str, config: Config, data: str, seeds: list[int], resume: bool) -> dict[str, list[dict]]:
     """Search one table (variants x seeds, FIFO: no trial stopped early); scores of each variant's trials."""
     from reid.config.loader import with_overrides
-    from reid.distributed.tune_job import run_search
+    from reid.distributed.tune_job import SEARCH_FILE, run_search, search_uri
     from reid.distributed.tune_summary import COMPLETED
     from reid.search_space import load_space
+    from reid.storage import exists, resolve
 
     with tempfile.TemporaryDirectory() as tmp:
         space = load_space(seeded_space(table, seeds, tmp))
         search = with_overrides(config, {"tune.name": table, "tune.scheduler": "fifo"})
-        outcome = run_search(search, space, num_samples=1, resume=resume)
+        started = exists(resolve(search_uri(search)).join(SEARCH_FILE))  # --resume continues only what began
+        outcome = run_search(search, space, num_samples=1, resume=resume and started)
     scores: dict[str, list[dict]] = defaultdict(list)
     for row in outcome.rows:
         best = f"{outcome.search_uri}/trials/{row.trial_id}/best"
