@@ -16,7 +16,8 @@ from reid.storage import StorageUnreachableError
 __all__ = ["UserFacingError", "build_parser", "console_main", "main"]
 
 # Each module exposes add_parser(subparsers) registering its sub-command with set_defaults(func=run).
-COMMANDS = ("synth", "prepare", "inspect", "styles", "describe", "train", "tune", "evaluate", "search", "demo", "ui")
+COMMANDS = ("synth", "prepare", "inspect", "styles", "describe", "train", "tune", "evaluate", "search", "index",
+            "serve", "demo", "ui")
 
 
 def build_parser() -> argparse.ArgumentParser:

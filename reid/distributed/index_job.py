@@ -1,0 +1,149 @@
+"""``reid index``: gallery embeddings by Ray Data batch inference (an actor pool holding the model), written as
+a gallery index (:mod:`reid.evaluation.gallery_index`) shard by shard, resumable."""
+
+from __future__ import annotations
+
+import io
+import logging
+import posixpath
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray
+from PIL import Image
+from tqdm import tqdm
+
+from reid.data.records import explode_identity
+from reid.data.transforms import decode_image, eval_transform, resize
+from reid.distributed.runtime import ensure_ray
+from reid.evaluation.descriptions import load_gallery_descriptions
+from reid.evaluation.gallery_index import (
+    MANIFEST_FILE,
+    checkpoint_identity,
+    finished_shards,
+    gallery_identity,
+    index_key,
+    write_manifest,
+    write_shard,
+)
+from reid.evaluation.split_reader import read_split_index, split_shards
+from reid.storage import exists, read_json, resolve
+from reid.storage.config import StorageConfig
+
+logger = logging.getLogger(__name__)
+
+THUMB_QUALITY = 85
+
+
+class Embedder:
+    """Ray Data actor: loads the checkpoint once, embeds image batches (with their descriptions) and makes
+    the thumbnails the service shows."""
+
+    def __init__(self, checkpoint: str, batch_size: int, thumb_size: tuple[int, int],
+                 storage: StorageConfig | None) -> None:
+        from reid.evaluation.loading import load_encoder
+
+        self.encoder, config = load_encoder(checkpoint, "auto", batch_size, storage)
+        self.image_size = tuple(config.data.image_size)
+        self.thumb_size = thumb_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        images = torch.from_numpy(np.stack([eval_transform(b, self.image_size) for b in batch["image"]]))
+        texts = [t if isinstance(t, str) and t else None for t in batch["description"]]
+        with torch.no_grad():
+            embeddings = self.encoder.encode_gallery(images, texts if any(texts) else None).numpy()
+        return {"shard": batch["shard"], "image_id": batch["image_id"], "person_id": batch["person_id"],
+                "embedding": list(embeddings.astype(np.float32)), "description": np.array(texts, dtype=object),
+                "thumbnail": np.array([_thumbnail(b, self.thumb_size) for b in batch["image"]], dtype=object)}
+
+
+def _thumbnail(data: bytes, size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    image = resize(decode_image(data), size)
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(out, "JPEG", quality=THUMB_QUALITY)
+    return out.getvalue()
+
+
+def build_index(checkpoint: str, gallery: str, split: str, out: str, storage: StorageConfig | None = None,
+                use_descriptions: bool = True, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = 64,
+                thumb_size: tuple[int, int] = (128, 64), progress: bool = True) -> dict[str, Any]:
+    """Index the ``split`` gallery of ``gallery`` with ``checkpoint`` into ``out``; returns the manifest.
+
+    Shards already written under the same key (same checkpoint and gallery files, same settings) are kept;
+    an index at ``out`` made with another key is refused. Descriptions are those evaluation reads: image-grounded
+    identity descriptions; caption-derived ones are left out (those images are indexed image-only).
+    """
+    identity = {**checkpoint_identity(checkpoint, storage), **gallery_identity(gallery, split, storage),
+                "use_descriptions": use_descriptions, "thumb_size": list(thumb_size)}
+    if not identity["checkpoint_fingerprint"]:
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    key = index_key(identity)
+    root = resolve(out, storage)
+    if exists(root.join(MANIFEST_FILE)):
+        manifest = read_json(root.join(MANIFEST_FILE))
+        if manifest.get("key") == key:
+            logger.info("the index at %s is complete and current", root.uri)
+            return manifest
+        raise FileExistsError(f"{root.uri} holds an index of {manifest.get('checkpoint')} / {manifest.get('gallery')}"
+                              " built with other files or settings; index into another URI or delete it")
+    shards = {posixpath.join(split, posixpath.basename(s.path).removesuffix(".parquet")): s
+              for s in split_shards(gallery, split, storage)}
+    done = finished_shards(out, key, storage)
+    pending = {name: loc for name, loc in shards.items() if name not in done}
+    counts = {name: sum(len(ids) for ids in pq.read_table(loc.path, columns=["image_ids"],
+                                                           filesystem=loc.filesystem).column("image_ids").to_pylist())
+              for name, loc in pending.items()}
+    index = read_split_index(gallery, split, storage)
+    texts = (load_gallery_descriptions(gallery, index.image_ids, storage) if use_descriptions else None) or []
+    descriptions = dict(zip(index.image_ids, texts, strict=False))
+    logger.info("indexing %d images of %d shards (%d already written)", sum(counts.values()), len(pending), len(done))
+    dim = 0
+    if pending:
+        dim = _embed_pending(checkpoint, pending, counts, descriptions, out, key, storage, actors, gpus_per_actor,
+                             batch_size, thumb_size, progress)
+    if not dim:
+        dim = int(pq.read_table(root.join("shards", f"{next(iter(shards))}.parquet").path,
+                                filesystem=root.filesystem).schema.field("embedding").type.list_size)
+    return write_manifest(out, identity, shards, len(index.image_ids), dim, storage)
+
+
+def _embed_pending(checkpoint: str, pending: dict[str, Any], counts: dict[str, int], descriptions: dict[str, Any],
+                   out: str, key: str, storage: StorageConfig | None, actors: int, gpus: float, batch_size: int,
+                   thumb_size: tuple[int, int], progress: bool) -> int:
+    """Stream the pending shards' images through the actor pool and write each shard once it is complete."""
+    ensure_ray()
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    first = next(iter(pending.values()))
+    names = {loc.path: name for name, loc in pending.items()}
+    ds = ray.data.read_parquet([loc.path for loc in pending.values()], filesystem=first.filesystem,
+                               include_paths=True)
+    ds = ds.flat_map(lambda row: [{"shard": names[row["path"]], "image_id": r["image_id"],
+                                   "person_id": r["person_id"], "image": r["image"],
+                                   "description": descriptions.get(r["image_id"]) or ""}
+                                  for r in explode_identity(row)])
+    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"checkpoint": checkpoint, "batch_size": batch_size,
+                                                        "thumb_size": tuple(thumb_size), "storage": storage},
+                        batch_size=batch_size, batch_format="numpy", num_gpus=gpus or None,
+                        compute=ray.data.ActorPoolStrategy(size=max(1, actors)))
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    dim = 0
+    with tqdm(total=sum(counts.values()), desc="index", unit="img", disable=None if progress else True) as bar:
+        for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+            for i, shard in enumerate(batch["shard"]):
+                embedding = np.asarray(batch["embedding"][i], dtype=np.float32)
+                dim = len(embedding)
+                rows[str(shard)].append({"image_id": str(batch["image_id"][i]), "person_id": int(batch["person_id"][i]),
+                                         "embedding": embedding.tolist(), "thumbnail": batch["thumbnail"][i],
+                                         "description": batch["description"][i]})
+                if len(rows[str(shard)]) == counts[str(shard)]:
+                    write_shard(out, str(shard), rows.pop(str(shard)), dim, key, storage)
+            bar.update(len(batch["shard"]))
+    if rows:
+        raise RuntimeError(f"shards {sorted(rows)} came back incomplete from the index stream")
+    return dim
+
