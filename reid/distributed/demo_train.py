@@ -37,6 +37,7 @@ class DemoTraining:
     seconds: dict[str, float]
     search: SearchResult | None = None
     search_command: str = ""
+    gallery: str = ""
 
     def lines(self) -> list[str]:
         """A human-readable report: metrics of the best checkpoint on test, a search, and where everything is."""
@@ -58,6 +59,10 @@ class DemoTraining:
                 lines.append(f"    #{hit.rank}  score {hit.score:.3f}  person {hit.person_id:>4}  {mark:5}  "
                              f"{hit.image_id}")
             lines.append(f"    contact sheet: {self.search.sheet_uri}")
+        if self.outcome.best_uri:
+            index = self.outcome.run_uri.rsplit("/checkpoints/", 1)[0] + "/index"
+            lines.append(f"  serve it: reid index --checkpoint {self.outcome.best_uri} --gallery {self.gallery} "
+                         f"--out {index} && reid serve --index {index}")
         return lines
 
 
@@ -94,7 +99,7 @@ def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:
     if outcome.best_uri:
         search, command = demo_search(config, outcome.best_uri, workdir.join("search.png").uri)
     return DemoTraining(described, config.describe.backend, outcome, tracking_uri(config.tracking),
-                        pictures.uri if exists(pictures) else None, seconds, search, command)
+                        pictures.uri if exists(pictures) else None, seconds, search, command, config.data.uri)
 
 
 def demo_search(config: Config, checkpoint_uri: str, sheet_uri: str) -> tuple[SearchResult, str]:
