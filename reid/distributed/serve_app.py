@@ -119,11 +119,15 @@ class SearchService:
                 "search": self.approx.kind if self.approx is not None else "exact"}
 
 
+REPLICA_CPUS = 0.5  # a replica's reservation: queries are small; the machine's cores are shared with Ray's own
+
+
 def build_app(index_uri: str, checkpoint: str, replicas: int = 1, approx: str | None = None,
               storage: StorageConfig | None = None) -> Any:
     """The bound application: ``replicas`` query encoders feeding ``replicas`` search replicas."""
-    encoder = QueryEncoder.options(num_replicas=replicas).bind(checkpoint, storage)
-    return SearchService.options(num_replicas=replicas).bind(encoder, index_uri, checkpoint, approx, storage)
+    options = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": REPLICA_CPUS}}
+    encoder = QueryEncoder.options(**options).bind(checkpoint, storage)
+    return SearchService.options(**options).bind(encoder, index_uri, checkpoint, approx, storage)
 
 
 def serve_index(index_uri: str, checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 8000,
