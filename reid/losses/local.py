@@ -1,0 +1,32 @@
+"""The local concept alignment loss (SAP-SAM Table 6): InfoNCE between images and phrases of one part class."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reid.models.local_align import PartScores
+
+
+def local_alignment_loss(parts: PartScores, temperature: float, reference: Tensor) -> Tensor:
+    r"""Mean over part classes with at least two present parts of the symmetric InfoNCE on their pair scores:
+
+    .. math::
+        \mathcal{L}_{loc} = \frac{1}{|C'|} \sum_{c \in C'}
+            \tfrac12 \left[ CE(S_c / \tau, I) + CE(S_c^\top / \tau, I) \right]
+
+    with :math:`S_c [P_c, P_c]` the cosine scores of image i's part c against phrase j's (diagonal: the same
+    image). An image without part c appears in no :math:`S_c`, so it adds no term for that part. With no class
+    of two present parts the loss is 0, attached to ``reference``'s graph (so every step backpropagates alike).
+    """
+    terms = []
+    for scores in parts.scores:
+        if scores.shape[0] < 2:
+            continue
+        logits = scores.float() / temperature
+        target = torch.arange(len(logits), device=logits.device)
+        terms.append(0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)))
+    if not terms:
+        return reference.float().sum() * 0.0
+    return torch.stack(terms).mean()
