@@ -15,7 +15,8 @@ from reid.search_space import SpaceError, load_space, parse_space, validate_spac
 
 SPACES = sorted((Path(__file__).parents[1] / "tune_spaces").glob("*.yaml"))
 PAPER_CONFIG = Path(__file__).parents[1] / "jobs" / "configs" / "cuhk-pedes.yaml"
-TABLES = {"table1_bdam": 5, "table2_fusion": 5, "table3_losses": 6, "table4_clustering": 7}
+TABLES = {"table1_bdam": 5, "table2_fusion": 5, "table3_losses": 6, "table4_clustering": 7, "sapsam_table4": 3,
+          "sapsam_table6": 5}
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--annotation", default=None, help="annotation file relative to --root (default: the official name)")
     p.add_argument("--image-dir", default=None, help="image directory relative to --root (default: imgs)")
     p.add_argument("--local", action="store_true", help="run in this process with threads instead of Ray Data")
+    p.add_argument("--part-masks", default="auto", choices=("auto", "files", "heuristic", "none"),
+                   help="part label maps for local alignment: files under --root/masks/ (reid synth writes them), "
+                        "the colour-and-position heuristic, none; auto: files when masks/ exists (default: auto)")
     p.set_defaults(func=run)
 
 
@@ -36,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
             args.format, args.root, args.out, strict=args.strict, overwrite=args.overwrite,
             val_identities=args.val_identities, seed=config.seed, annotation=args.annotation,
             image_dir=args.image_dir, storage=config.storage, local=args.local,
+            part_masks=args.part_masks,
         )
     except (PrepareError, FormatError) as exc:
         raise UserFacingError(str(exc)) from exc
     print(json.dumps({"uri": result.uri, "counts": result.manifest["counts"],
-                      "rejected": result.report["rejected"], "by_reason": result.report["by_reason"]}, indent=2))
+                      "rejected": result.report["rejected"], "by_reason": result.report["by_reason"],
+                      "part_masks": result.manifest["part_masks"]}, indent=2))
     return 0

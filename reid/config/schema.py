@@ -37,3 +37,11 @@ class Config:
             # GradNorm differentiates each task loss w.r.t. whole shared parameters; ZeRO-3 partitions them
             raise ValueError("train.zero_stage 3 partitions the parameters GradNorm differentiates; use ZeRO 0-2 "
                              "with gradnorm.enabled, or set gradnorm.enabled=false (fixed task weights)")
+        if self.uses_parts and self.loss.local_align <= 0:
+            raise ValueError(f"model.local_align.kind={self.model.local_align.kind!r} needs loss.local_align > 0 "
+                             "(its weight); set model.local_align.kind=none to train without local alignment")
+
+    @property
+    def uses_parts(self) -> bool:
+        """Whether training reads part regions and phrases (SAP-SAM local alignment is on)."""
+        return self.model.local_align.kind != "none"

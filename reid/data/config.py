@@ -36,6 +36,7 @@ class DataConfig:
     ``loader_cpus`` is the CPUs each Ray Data loader task reserves; ``loader_batches_per_task`` the P x K
     batches (of this rank) a loader task builds at least: consecutive shard visits are grouped into one task
     until they hold that many, since Ray Data leaves a gap between a worker's tasks (0.2-0.4 s on 2 cores).
+    ``part_phrase_length`` is the token length of a part phrase (local alignment; SAP-SAM uses 16).
     """
 
     uri: str = "runs/demo/dataset"
@@ -50,7 +51,10 @@ class DataConfig:
     val_split: str = "val"
     test_split: str = "test"
     use_descriptions: bool = True
+    part_phrase_length: int = 16
 
     def __post_init__(self) -> None:
+        if self.part_phrase_length < 2:
+            raise ValueError(f"data.part_phrase_length must be >= 2, got {self.part_phrase_length}")
         if self.loader_cpus <= 0 or self.loader_batches_per_task < 1 or self.eval_batch_size < 1:
             raise ValueError("data.loader_cpus must be > 0, data.loader_batches_per_task and data.eval_batch_size >= 1")

@@ -35,9 +35,11 @@ def identity_row(
 ) -> dict[str, Any]:
     """One identity row (``reid.data.records.IDENTITY_SCHEMA``) from columns of that person's images.
 
-    ``images`` holds equal-length columns ``index, image_path, source_id, split, captions, image``;
-    images are ordered by their record index so the row is deterministic.
+    ``images`` holds equal-length columns ``index, image_path, source_id, split, captions, image`` and optionally
+    ``part_labels`` (PNG label maps, empty bytes for none); images are ordered by their record index so the row
+    is deterministic.
     """
+    labels = images.get("part_labels")
     order = np.argsort(np.asarray(images["index"]), kind="stable")
     paths = [str(images["image_path"][i]) for i in order]
     return {
@@ -49,4 +51,5 @@ def identity_row(
         "captions": [[str(c) for c in images["captions"][i]] for i in order],
         "clothes_ids": [int(extras.get(p, {}).get("clothes_id", -1)) for p in paths],
         "attributes": [json.dumps(extras[p], sort_keys=True) if p in extras else "" for p in paths],
+        "part_labels": [bytes(labels[i] or b"") if labels is not None else b"" for i in order],
     }

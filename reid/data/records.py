@@ -19,8 +19,11 @@ IDENTITY_SCHEMA = pa.schema(
         ("captions", pa.list_(pa.list_(pa.string()))),
         ("clothes_ids", pa.list_(pa.int64())),
         ("attributes", pa.list_(pa.string())),
+        ("part_labels", pa.list_(pa.binary())),
     ]
 )
+"""``part_labels`` holds each image's part label map as PNG bytes (:mod:`reid.data.parts`), empty when it has
+none; shards written before it existed lack the column, and only part-aware training asks for it."""
 
 IMAGE_FIELDS = ("image_id", "person_id", "split", "image", "captions", "clothes_id", "attributes")
 

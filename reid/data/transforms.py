@@ -134,25 +134,45 @@ class TrainTransform:
     def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
         """``uint8 [3, H, W]``: the same pixels and draws from ``rng`` as ``resize`` -> ``hflip`` -> ``pad_crop``
         -> ``random_erasing`` one after the other, written with one copy instead of one per step."""
+        return self.apply(data, rng)[0]
+
+    def apply(self, data: bytes, rng: np.random.Generator, labels: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`__call__` and, when given, a part label map ``uint8 [h, w]`` moved alike: resized by nearest
+        neighbour, flipped and shifted with the image (the zero border is background), erased pixels set to
+        background (the part is not visible there). Same draws from ``rng`` with or without labels."""
         height, width = self.size
         hwc = _resized_hwc(self.decode(data), self.size)
+        if labels is not None:
+            from reid.data.parts import resize_labels
+
+            labels = resize_labels(labels, self.size)
         if self.flip_prob > 0 and rng.random() < self.flip_prob:
             hwc = hwc[:, ::-1]
+            labels = labels[:, ::-1] if labels is not None else None
+        label_out = None
         if self.pad > 0:  # the crop of the zero-padded image: a shifted copy with a zero border
             dy = int(rng.integers(0, 2 * self.pad + 1)) - self.pad
             dx = int(rng.integers(0, 2 * self.pad + 1)) - self.pad
             out = np.zeros((3, height, width), dtype=np.uint8)
+            label_out = np.zeros((height, width), dtype=np.uint8) if labels is not None else None
             if abs(dy) < height and abs(dx) < width:
-                src = hwc[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)]
-                out[:, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)] = src.transpose(2, 0, 1)
+                rows, cols = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0))
+                to_rows, to_cols = slice(max(-dy, 0), height + min(-dy, 0)), slice(max(-dx, 0), width + min(-dx, 0))
+                out[:, to_rows, to_cols] = hwc[rows, cols].transpose(2, 0, 1)
+                if labels is not None and label_out is not None:
+                    label_out[to_rows, to_cols] = labels[rows, cols]
         else:
             out = np.ascontiguousarray(hwc.transpose(2, 0, 1))
+            label_out = np.ascontiguousarray(labels) if labels is not None else None
         if self.erasing_prob > 0 and rng.random() < self.erasing_prob:
             rect = _erasing_rectangle(out.shape, rng)
             if rect is not None:
                 top, left, fill = rect
                 out[:, top : top + fill.shape[1], left : left + fill.shape[2]] = fill
-        return out
+                if label_out is not None:
+                    label_out[top : top + fill.shape[1], left : left + fill.shape[2]] = 0
+        return out, label_out
 
 
 def eval_transform(data: bytes, size: tuple[int, int]) -> np.ndarray:

@@ -33,6 +33,7 @@ def identity_shards(uri: str, split: str, storage: StorageConfig | None = None) 
 
 
 TRAIN_COLUMNS = ["person_id", "image_ids", "images", "captions"]
+PART_COLUMNS = [*TRAIN_COLUMNS, "part_labels"]
 
 
 def epoch_file_order(files: Sequence[str], seed: int, epoch: int) -> list[str]:
@@ -58,26 +59,30 @@ def build_pk_batches_from_shards(
         first, count = int(first), int(count)
         if not any((first + g) % world_size == rank for g in range(min(count, world_size))):
             continue
-        rows = pq.read_table(str(path), filesystem=filesystem, columns=TRAIN_COLUMNS).to_pydict()
-        columns = {key: np.asarray(rows[key], dtype=object) for key in TRAIN_COLUMNS if key != "person_id"}
+        names = PART_COLUMNS if builder_kwargs.get("phrase_tokenizer") is not None else TRAIN_COLUMNS
+        rows = pq.read_table(str(path), filesystem=filesystem, columns=names).to_pydict()
+        columns = {key: np.asarray(rows[key], dtype=object) for key in names if key != "person_id"}
         columns["person_id"] = np.asarray(rows["person_id"], dtype=np.int64)
         builder = PKBatchBuilder(seed=seed * 100_003 + int(epoch), **builder_kwargs)
         for batch in builder.batches(columns, keep=lambda g, f=first: (f + g) % world_size == rank):
             yield {**batch, "epoch": np.full(len(batch["pids"]), int(epoch), dtype=np.int64)}
 
 
-def pk_builder_kwargs(cfg: DataConfig, descriptions: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """The :class:`PKBatchBuilder` arguments of ``cfg`` (seed aside)."""
+def pk_builder_kwargs(cfg: DataConfig, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
+                      parts: bool = False) -> dict[str, Any]:
+    """The :class:`PKBatchBuilder` arguments of ``cfg`` (seed aside); ``parts`` adds part regions and phrases."""
     return {
         "p": cfg.batch.p, "k": cfg.batch.k, "image_size": tuple(cfg.image_size), "augment": cfg.augment,
         "tokenizer": caption_tokenizer(cfg.tokenizer, cfg.max_text_length), "max_length": cfg.max_text_length,
         "descriptions": dict(descriptions or {}),
+        "phrase_tokenizer": caption_tokenizer(cfg.tokenizer, cfg.part_phrase_length) if parts else None,
     }
 
 
 def train_stream(
     cfg: DataConfig, seed: int, epochs: Sequence[int], descriptions: Mapping[str, Mapping[str, Any]] | None = None,
     storage: StorageConfig | None = None, split: str = "train", rank: int = 0, world_size: int = 1,
+    parts: bool = False,
 ) -> ray.data.Dataset:
     """Identity-balanced batches for several epochs in one Ray Data execution (start-up paid once).
 
@@ -88,6 +93,7 @@ def train_stream(
 
     With ``world_size > 1`` the stream holds rank ``rank``'s share only: the batches whose index in the whole
     stream is ``rank`` modulo ``world_size`` (the others are never decoded), so ranks split one epoch.
+    ``parts`` adds part regions and phrases to every batch (local alignment, :class:`PKBatchBuilder`).
     """
     files, fs = identity_shards(cfg.uri, split, storage)
     groups = dict(zip(files, shard_groups(files, fs, cfg.batch.p), strict=True))
@@ -101,7 +107,7 @@ def train_stream(
     ds.context.execution_options.preserve_order = True
     return ds.map_batches(build_pk_batches_from_shards, batch_size=per_task, batch_format="numpy",
                           fn_kwargs={"filesystem": fs, "seed": seed, "rank": rank, "world_size": world_size,
-                                     **pk_builder_kwargs(cfg, descriptions)}, num_cpus=cfg.loader_cpus)
+                                     **pk_builder_kwargs(cfg, descriptions, parts)}, num_cpus=cfg.loader_cpus)
 
 
 def items_per_task(counts: Sequence[int], batches_per_task: int, world_size: int = 1) -> int:

@@ -28,6 +28,11 @@ from reid.storage.config import StorageConfig
 
 log = logging.getLogger(__name__)
 SYNTH_EXTRAS_FILE = "synth_attributes.json"
+MASK_DIR = "masks"
+PART_MASK_MODES = ("auto", "files", "heuristic", "none")
+"""``files``: label maps stored beside the images (``masks/<image path>.png``, as ``reid synth`` writes them);
+``heuristic``: :func:`reid.data.part_heuristic.heuristic_labels` of each image; ``none``: no part regions;
+``auto``: ``files`` when the raw dataset has a ``masks/`` folder, else ``none``."""
 
 
 class PrepareError(RuntimeError):
@@ -44,21 +49,49 @@ class PrepareResult:
 
 
 class LoadImages:
-    """Ray Data map: read each image's bytes from the raw root and check that it decodes fully."""
+    """Ray Data map: read each image's bytes from the raw root and check that it decodes fully; with part masks,
+    also its label map (``part_labels``, PNG bytes, empty when there is none) and how that went (``mask``:
+    ``ok``, ``missing``, ``unreadable`` or empty when masks are off). A bad mask never rejects its image."""
 
-    def __init__(self, filesystem: pafs.FileSystem, image_root: str) -> None:
+    def __init__(self, filesystem: pafs.FileSystem, image_root: str, masks: str = "none",
+                 mask_root: str | None = None) -> None:
+        if masks not in ("files", "heuristic", "none"):
+            raise ValueError(f"LoadImages: masks must be files, heuristic or none, got {masks!r}")
         self.filesystem = filesystem
         self.image_root = image_root
+        self.masks, self.mask_root = masks, mask_root
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        images, reasons, hashes = [], [], []
+        images, reasons, hashes, labels, states = [], [], [], [], []
         for path in batch["image_path"]:
             data = self._read(posixpath.join(self.image_root, str(path)))
             check = check_image_bytes(data)
             images.append(data if not check.reason else b"")
             reasons.append(check.reason)
             hashes.append(check.sha256)
-        return {**batch, "image": images, "reason": reasons, "sha256": hashes}
+            label, state = self._labels(str(path), data) if not check.reason else (b"", "")
+            labels.append(label)
+            states.append(state)
+        return {**batch, "image": images, "reason": reasons, "sha256": hashes, "part_labels": labels, "mask": states}
+
+    def _labels(self, path: str, image: bytes | None) -> tuple[bytes, str]:
+        from reid.data.parts import PartMaskError, decode_labels, encode_labels
+
+        if self.masks == "none" or image is None:
+            return b"", ""
+        if self.masks == "heuristic":
+            from reid.data.part_heuristic import heuristic_labels
+            from reid.data.transforms import decode_rgb
+
+            return encode_labels(heuristic_labels(decode_rgb(image))), "ok"
+        data = self._read(posixpath.join(str(self.mask_root), posixpath.splitext(path)[0] + ".png"))
+        if data is None:
+            return b"", "missing"
+        try:
+            decode_labels(data, path)
+        except PartMaskError:
+            return b"", "unreadable"
+        return data, "ok"
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -83,8 +116,8 @@ def write_shard(
         by_person.setdefault(str(source_id), []).append(i)
     rows = []
     for source_id, members in by_person.items():
-        keys = ("index", "image_path", "source_id", "split", "image")
-        columns = {key: [group[key][i] for i in members] for key in keys}
+        keys = ("index", "image_path", "source_id", "split", "image", "part_labels")
+        columns = {key: [group[key][i] for i in members] for key in keys if key in group}
         columns["captions"] = [json.loads(group["captions_json"][i]) for i in members]
         rows.append(identity_row(columns, person_ids[split][source_id], extras))
     rows.sort(key=lambda r: r["person_id"])
@@ -128,6 +161,7 @@ def prepare_dataset(
     image_dir: str | None = None,
     storage: StorageConfig | None = None,
     local: bool = False,
+    part_masks: str = "auto",
 ) -> PrepareResult:
     """Read a raw dataset and write the prepared, versioned dataset at ``out_uri``.
 
@@ -136,8 +170,12 @@ def prepare_dataset(
     neighbour with them. With ``strict`` any bad record raises :class:`PrepareError` after the report is
     written. ``val_identities`` moves that many train identities to a ``val`` split (for ICFG-PEDES, which
     has none, so selection never touches test). ``local`` does the same work in this process (threads, no
-    Ray) and writes the same shards.
+    Ray) and writes the same shards. ``part_masks`` (:data:`PART_MASK_MODES`) says where each image's part
+    label map comes from; a missing or unreadable one leaves that image without regions (counted in the
+    manifest's ``part_masks``, and a warning), never drops the image.
     """
+    if part_masks not in PART_MASK_MODES:
+        raise PrepareError(f"--part-masks must be one of {', '.join(PART_MASK_MODES)}, got {part_masks!r}")
     root, out = resolve(root_uri, storage), resolve(out_uri, storage)
     _check_output(out, overwrite)
     records, issues = read_raw_annotations(fmt, root, annotation)
@@ -146,20 +184,26 @@ def prepare_dataset(
     extras_file = root.join(SYNTH_EXTRAS_FILE)
     extras = load_synth_extras(read_bytes(extras_file).decode() if exists(extras_file) else None)
     image_root = root.join(image_dir or SPECS[fmt].image_dir).path
+    mask_root = root.join(MASK_DIR)
+    masks = ("files" if exists(mask_root) else "none") if part_masks == "auto" else part_masks
+    if masks == "files" and not exists(mask_root):
+        raise PrepareError(f"--part-masks files: {mask_root.uri} does not exist")
     total = len(records) + len(issues)
     log.info("%d records parsed, %d rejected before opening images", len(records), len(issues))
 
     if local:
-        loaded_rows = _load_images_local(records, root.filesystem, image_root)
+        loaded_rows = _load_images_local(records, root.filesystem, image_root, masks, mask_root.path)
         check_rows = loaded_rows
     else:
         ensure_ray()
-        loaded = _load_images(records, root.filesystem, image_root)
+        loaded = _load_images(records, root.filesystem, image_root, masks, mask_root.path)
         check_rows = loaded.select_columns(["index", "image_path", "split", "source_id", "captions_json", "reason",
-                                            "sha256"]).iter_rows()
+                                            "sha256", "mask"]).iter_rows()
     accepted: list[RawRecord] = []
     hashes: list[tuple[str, str, str, tuple[str, ...]]] = []
+    mask_counts: dict[str, int] = defaultdict(int)
     for row in check_rows:
+        mask_counts[str(row["mask"])] += 1
         if row["reason"]:
             where = f"record {row['index']} ({row['image_path']})"
             issues.append(Issue(where, row["reason"], int(row["index"])))
@@ -191,9 +235,20 @@ def prepare_dataset(
     log.info("wrote %d shards", len(written))
     write_json(out.join("id_map.json"), person_ids)
     manifest = _manifest(fmt, root.uri, accepted, report, content_hash(hashes))
+    manifest["part_masks"] = _mask_summary(masks, mask_counts)
     write_json(out.join("manifest.json"), manifest)
     log.info("prepared %s: %s", out.uri, manifest["counts"])
     return PrepareResult(out.uri, manifest, report)
+
+
+def _mask_summary(source: str, counts: dict[str, int]) -> dict[str, Any]:
+    """The manifest's ``part_masks`` entry; a warning when some images of a masked dataset have none."""
+    summary = {"source": source, "images_with_masks": counts.get("ok", 0), "missing": counts.get("missing", 0),
+               "unreadable": counts.get("unreadable", 0)}
+    if summary["missing"] or summary["unreadable"]:
+        log.warning("part masks: %d image(s) have no label map under %s/ and %d have an unreadable one; those "
+                    "images train without part regions", summary["missing"], MASK_DIR, summary["unreadable"])
+    return summary
 
 
 def _items(records: list[RawRecord]) -> list[dict[str, Any]]:
@@ -210,13 +265,13 @@ def _items(records: list[RawRecord]) -> list[dict[str, Any]]:
 LOCAL_BATCH = 64
 
 
-def _load_images_local(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str
-                       ) -> list[dict[str, Any]]:
+def _load_images_local(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str,
+                       masks: str = "none", mask_root: str | None = None) -> list[dict[str, Any]]:
     """:class:`LoadImages` over every record in this process, ``LOCAL_BATCH`` at a time on a few threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     items = _items(records)
-    load = LoadImages(filesystem, image_root)
+    load = LoadImages(filesystem, image_root, masks, mask_root)
     chunks = [items[i:i + LOCAL_BATCH] for i in range(0, len(items), LOCAL_BATCH)]
 
     def one(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -246,11 +301,13 @@ def _write_shards_local(rows: list[dict[str, Any]], shard_of: Any, person_ids: d
     return written
 
 
-def _load_images(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str) -> ray.data.Dataset:
+def _load_images(records: list[RawRecord], filesystem: pafs.FileSystem, image_root: str, masks: str = "none",
+                 mask_root: str | None = None) -> ray.data.Dataset:
     items = _items(records)
     blocks = max(1, min(64, len(items) // 200))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    return ds.map_batches(LoadImages(filesystem, image_root), batch_size=64, batch_format="numpy").materialize()
+    return ds.map_batches(LoadImages(filesystem, image_root, masks, mask_root), batch_size=64,
+                          batch_format="numpy").materialize()
 
 
 def _check_output(out: Location, overwrite: bool) -> None:

@@ -33,7 +33,7 @@ from reid.training.batches import (
     take_steps,
 )
 from reid.training.loop import train_loop
-from reid.training.setup import build_parts, load_training_descriptions, warn_if_image_only
+from reid.training.setup import build_parts, check_part_regions, load_training_descriptions, warn_if_image_only
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class RayDataBatches:
     def batches(self, epoch: int) -> Any:
         passes = list(epoch_passes(epoch, self.steps, self.per_pass))
         ds = train_stream(self.config.data, self.config.seed, passes, self.descriptions, self.config.storage,
-                          rank=self.rank, world_size=self.world)
+                          rank=self.rank, world_size=self.world, parts=self.config.uses_parts)
         return take_steps(iter_pk_batches(ds, self.config.data), self.steps, self.rank)
 
 
@@ -117,7 +117,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     steps = loop_config["steps"]
     if loop_config.get("data") == "memory":
         data: Any = InMemoryBatches(config.data, config.seed, descriptions, config.storage, rank=context.world_rank,
-                                    world_size=context.world_size, steps=steps)
+                                    world_size=context.world_size, steps=steps, parts=config.uses_parts)
     else:
         data = RayDataBatches(config, descriptions, context.world_rank, context.world_size, steps,
                               loop_config.get("per_pass"))
@@ -223,6 +223,7 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     run = resolve(run_uri(config), config.storage)
     check_run_name(config, run, resume)  # before any MLflow run exists: a refused start leaves none behind
     shard_identities(config.data.uri, "train", config.storage)  # a missing dataset fails here, as clearly
+    check_part_regions(config)
     ensure_ray()
     fusion_input, why = warn_if_image_only(config)
     tracker = _tracker(config, run, resume, parent_run_id, run_name)

@@ -95,12 +95,16 @@ def validate_search(config: Config, space: SearchSpace) -> None:
 
 def check_against_dataset(config: Config, space: SearchSpace) -> None:
     """Every setting a trial may draw must give full P x K batches on the training split (a P above its
-    identities, or above what the workers share, would only fail inside the trial)."""
+    identities, or above what the workers share, would only fail inside the trial), and a trial with local
+    alignment needs a dataset with part masks."""
+    from reid.training.setup import check_part_regions
+
     shards = shard_identities(config.data.uri, "train", config.storage)
     for where, overrides in space.candidates():
         trial = with_overrides(config, overrides)
         try:
             steps_per_pass(shards, trial.data.batch.p, trial.train.workers)
+            check_part_regions(trial)
         except ValueError as exc:
             raise SpaceError(f"{space.source}: {where}: {exc} ({sum(shards)} training identities in "
                              f"{config.data.uri})") from exc

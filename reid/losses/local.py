@@ -1,4 +1,5 @@
-"""The local concept alignment loss (SAP-SAM Table 6): InfoNCE between images and phrases of one part class."""
+"""SAP-SAM's losses: local concept alignment (Table 6), InfoNCE between images and phrases of one part class, and
+the masked image decoding MSE (Table 4)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def local_alignment_loss(parts: PartScores, temperature: float, reference: Tenso
     if not terms:
         return reference.float().sum() * 0.0
     return torch.stack(terms).mean()
+
+
+def masked_patch_mse(predicted: Tensor, targets: Tensor, masked: Tensor) -> Tensor:
+    r"""Mean over masked patches of the per-patch MSE (SAP-SAM's :math:`\ell_{MSE}` of :math:`L_{dec-i}`):
+
+    .. math:: \mathcal{L}_{dec} = \frac{\sum_{b,l} m_{bl} \, \lVert \hat x_{bl} - x_{bl} \rVert^2 / d}{\sum m_{bl}}
+
+    ``predicted``, ``targets`` [B, L, d] (d = 3 p^2, MAE-normalised pixels), ``masked`` [B, L] bool.
+    """
+    error = F.mse_loss(predicted.float(), targets.float(), reduction="none").mean(-1)
+    mask = masked.to(error.dtype)
+    return (error * mask).sum() / mask.sum().clamp_min(1)

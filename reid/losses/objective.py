@@ -14,35 +14,52 @@ from reid.losses.contrastive import clothing_match, infonce
 from reid.losses.decoupling import hsic
 from reid.losses.gate import gate_regularization
 from reid.losses.gradnorm import FixedWeights, GradNorm, build_balancer
+from reid.losses.local import local_alignment_loss, masked_patch_mse
 from reid.losses.triplet import triplet_batch_hard
 
-TERMS = ("infonce", "triplet", "adversarial", "clothing_match", "hsic", "gate_reg")
+TERMS = ("infonce", "triplet", "adversarial", "clothing_match", "hsic", "gate_reg", "local_align", "image_decoding")
 BDAM_TERMS = frozenset({"adversarial", "clothing_match", "hsic", "gate_reg"})
 
 
-def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True) -> list[str]:
-    """Names :func:`compute_losses` returns, in :data:`TERMS` order, for a model with or without BDAM
-    and with or without the BDAM gate (``model.bdam.enabled``, ``model.bdam.gate``).
+def _switched_on(cfg: LossConfig, name: str) -> bool:
+    if name == "image_decoding":
+        return cfg.image_decoding != "none"
+    return bool(getattr(cfg, name))
 
-    Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain; without
-    the gate there is no gate regularisation. :func:`create_balancer` splits them into balanced and fixed.
+
+def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True, local_align: bool = False) -> list[str]:
+    """Names :func:`compute_losses` returns, in :data:`TERMS` order, for a model with or without BDAM
+    and with or without the BDAM gate (``model.bdam.enabled``, ``model.bdam.gate``) and local alignment
+    (``model.local_align.kind`` not ``none``).
+
+    Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain (and SAP-SAM's
+    terms, which need no BDAM); without the gate there is no gate regularisation. :func:`create_balancer`
+    splits them into balanced and fixed.
     """
     present = {name for name in TERMS if bdam or name not in BDAM_TERMS}
     if not gate:
         present.discard("gate_reg")
-    return [name for name in TERMS if getattr(cfg, name) and name in present]
+    if not local_align:
+        present.discard("local_align")
+    return [name for name in TERMS if _switched_on(cfg, name) and name in present]
 
 
 def create_balancer(loss: LossConfig, gradnorm: GradNormConfig, bdam: bool = True,
-                    gate: bool = True) -> GradNorm | FixedWeights:
+                    gate: bool = True, local_align: bool = False) -> GradNorm | FixedWeights:
     """The task balancer of a run: GradNorm over the paper's tasks (eq. 6: InfoNCE, triplet, adversarial
-    or clothing matching, decoupling) with the gate regulariser as a fixed-weight term
-    (``loss.gate_reg_weight``) unless ``gradnorm.include_gate_reg``; fixed weights without GradNorm."""
-    names = enabled_terms(loss, bdam=bdam, gate=gate)
+    or clothing matching, decoupling) and SAP-SAM's (local alignment, image decoding) when on, with the gate
+    regulariser as a fixed-weight term (``loss.gate_reg_weight``) unless ``gradnorm.include_gate_reg``;
+    fixed weights without GradNorm (SAP-SAM's terms at ``loss.local_align`` and ``loss.image_decoding_weight``)."""
+    names = enabled_terms(loss, bdam=bdam, gate=gate, local_align=local_align)
     fixed = {}
     if "gate_reg" in names and not gradnorm.include_gate_reg:
         names.remove("gate_reg")
         fixed["gate_reg"] = loss.gate_reg_weight
+    if not gradnorm.enabled:
+        for name, weight in (("local_align", loss.local_align), ("image_decoding", loss.image_decoding_weight)):
+            if name in names:
+                names.remove(name)
+                fixed[name] = weight
     return build_balancer(gradnorm, names, fixed)
 
 
@@ -64,7 +81,11 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
     - ``clothing_match``: symmetric InfoNCE on the same pairs (both with ``clo_text_emb`` detached unless
       ``cfg.clothing_moves_text``, so that they train the visual clothing branch and not the query tower);
     - ``hsic``: eq. 2 between f_id_gate and f_clo_gate;
-    - ``gate_reg``: squared distance of bdam_gate from 0.5.
+    - ``gate_reg``: squared distance of bdam_gate from 0.5;
+    - ``local_align``: SAP-SAM's per-part-class InfoNCE on ``outputs["local_parts"]`` (a
+      :class:`~reid.models.local_align.PartScores`), when the model computed it;
+    - ``image_decoding``: the masked-patch MSE of ``decoded`` against ``decoded_target`` [B, L, 3 p^2] over
+      ``decoded_mask`` [B, L], when the model decoded.
     """
     query, gallery = _required(outputs, "query_emb", "outputs"), _required(outputs, "gallery_emb", "outputs")
     pids = _required(batch, "pids", "batch").to(query.device)
@@ -88,6 +109,11 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
         losses["hsic"] = hsic(f_id, f_clo, kernel=cfg.hsic_kernel, sigma=cfg.hsic_sigma)
     if cfg.gate_reg and gate is not None:
         losses["gate_reg"] = gate_regularization(gate)
+    if outputs.get("local_parts") is not None:
+        losses["local_align"] = local_alignment_loss(outputs["local_parts"], cfg.temperature, query)
+    if cfg.image_decoding != "none" and outputs.get("decoded") is not None:
+        losses["image_decoding"] = masked_patch_mse(outputs["decoded"], outputs["decoded_target"],
+                                                    outputs["decoded_mask"])
     return losses
 
 

@@ -42,6 +42,20 @@ class FusionConfig:
 
 
 @dataclass(frozen=True)
+class LocalAlignConfig:
+    """SAP-SAM local concept alignment (its supplementary section 5, Table 6): body-part phrases against the
+    patch tokens inside each part's region. ``kind: none`` switches it off; ``dim`` is the aligned width."""
+
+    kind: Literal["none", "avgpool", "conv1d", "mhsa", "elca"] = "none"
+    dim: int = 256
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
+            raise ValueError(f"model.local_align.dim ({self.dim}) must be a positive multiple of heads ({self.heads})")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Encoders are built ``from_pretrained`` when a name or path is given, else from the config dict.
 
@@ -64,3 +78,4 @@ class ModelConfig:
     dropout: float = 0.1
     bdam: BdamConfig = field(default_factory=BdamConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    local_align: LocalAlignConfig = field(default_factory=LocalAlignConfig)

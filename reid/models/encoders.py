@@ -38,8 +38,22 @@ class ImageEncoder(nn.Module):
         """The LayerNorm applied to every output token: the last layer all image-side losses share."""
         return self.vit.layernorm
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.vit(pixel_values=pixel_values).last_hidden_state
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        """``(p_h, p_w)`` pixels per patch."""
+        return _patch_size(self.vit.config)
+
+    def add_mask_token(self) -> None:
+        """Give the patch embedding a learnable mask token (zero-init), so :meth:`forward` can mask patches."""
+        if self.vit.embeddings.mask_token is None:
+            self.vit.embeddings.mask_token = nn.Parameter(torch.zeros(1, 1, self.hidden_size))
+
+    def forward(self, pixel_values: torch.Tensor, masked_patches: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens ``[B, 1 + L, D]``; ``masked_patches [B, L]`` bool replaces those patches' embeddings by the mask
+        token right after the patch embedding (before position embeddings are added; :meth:`add_mask_token`)."""
+        if masked_patches is not None and self.vit.embeddings.mask_token is None:
+            raise ValueError("masking patches needs the mask token: call add_mask_token() when building the model")
+        return self.vit(pixel_values=pixel_values, bool_masked_pos=masked_patches).last_hidden_state
 
 
 class TextEncoder(nn.Module):

@@ -79,7 +79,7 @@ def load_inference_checkpoint(uri: str, storage: StorageConfig | None = None) ->
     """The model (on the CPU, eval mode) and config written by :func:`save_inference_checkpoint`."""
     loc = resolve(uri, storage)
     config = read_checkpoint_config(uri, storage)
-    model = build_model(config.model, config.data.image_size, config.data.max_text_length)
+    model = build_model(config.model, config.data.image_size, config.data.max_text_length, config.loss.image_decoding)
     safetensors_loc, pt_loc = loc.join(WEIGHT_FILES["safetensors"]), loc.join(WEIGHT_FILES["pt"])
     if exists(safetensors_loc):
         state = load_safetensors(read_bytes(safetensors_loc))

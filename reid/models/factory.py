@@ -8,6 +8,8 @@ from reid.models.bdam import Bdam
 from reid.models.config import ModelConfig
 from reid.models.encoders import build_image_encoder, build_text_encoder, count_parameters
 from reid.models.fusion import build_fusion
+from reid.models.image_decoding import ImageDecoder, check_strategy
+from reid.models.local_align import build_local_aligner
 from reid.models.reid_model import ReidModel
 
 logger = logging.getLogger(__name__)
@@ -20,14 +22,18 @@ def human_count(n: int) -> str:
     return f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
-def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: int) -> ReidModel:
+def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: int,
+                image_decoding: str = "none") -> ReidModel:
     """The model for images of ``image_size`` (H, W) and texts of up to ``max_text_length`` tokens.
 
     ``cfg.bdam.enabled=False`` gives the table-1 baseline (pooled encoder feature, no clothing branch);
     ``cfg.bdam.cross_attention``/``gate``/``blocks`` the other table-1 rows; ``cfg.fusion.kind`` and
-    ``cfg.fusion.align`` the table-2 rows.
+    ``cfg.fusion.align`` the table-2 rows; ``cfg.local_align.kind`` SAP-SAM's Table 6 rows and
+    ``image_decoding`` (``loss.image_decoding``) its Table 4 rows.
     """
     image_encoder = build_image_encoder(cfg.vision_name_or_path, cfg.vision_config, image_size, cfg.vision_stem)
+    if image_decoding == "after_pe":
+        image_encoder.add_mask_token()
     text_encoder = build_text_encoder(cfg.text_name_or_path, cfg.text_config, max_text_length, cfg.text_pooling)
     dim = image_encoder.hidden_size
     bdam = None
@@ -35,10 +41,20 @@ def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: 
         b = cfg.bdam
         bdam = Bdam(dim, b.blocks, b.heads, b.ffn_ratio, b.dropout, b.cross_attention, b.gate)
     fusion = build_fusion(cfg.fusion, dim, text_encoder.hidden_size, cfg.embed_dim, cfg.dropout)
+    local = cfg.local_align
+    aligner = build_local_aligner(local.kind, dim, text_encoder.hidden_size, local.dim, local.heads)
+    decoder = None
+    if check_strategy(image_decoding) != "none":
+        patch = image_encoder.patch_size
+        if patch[0] != patch[1]:
+            raise ValueError(f"loss.image_decoding needs a square ViT patch, got {patch}")
+        decoder = ImageDecoder(dim, text_encoder.hidden_size, 3 * patch[0] * patch[1],
+                               heads=next(h for h in (8, 4, 2, 1) if dim % h == 0))
     model = ReidModel(
         image_encoder, text_encoder, bdam, fusion, cfg.embed_dim, image_size,
         image_mean=cfg.image_mean, image_std=cfg.image_std, fusion_uses_text=cfg.fusion.kind != "none",
-        description_dropout=cfg.fusion.description_dropout,
+        description_dropout=cfg.fusion.description_dropout, local_aligner=aligner, image_decoder=decoder,
+        image_decoding=image_decoding,
     )
     logger.info(
         "model: %s parameters (vision %s, text %s, bdam %s, fusion %s %s)", human_count(count_parameters(model)),

@@ -17,7 +17,6 @@ asking for them is refused (:func:`check_strategy`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 IMAGE_DECODING = ("none", "after_pe", "after_vit")
@@ -68,12 +67,17 @@ class ImageDecoder(nn.Module):
         """``after_vit``: the ViT's patch tokens ``[B, L, D]`` with the masked ones replaced by the mask token."""
         return torch.where(masked.unsqueeze(-1), self.mask_token.to(tokens.dtype).expand_as(tokens), tokens)
 
-    def loss(self, patch_tokens: Tensor, masked: Tensor, text_tokens: Tensor, text_mask: Tensor,
-             targets: Tensor) -> Tensor:
-        """MSE of the decoded masked patches ``[B, L, D]`` against ``targets [B, L, 3 p^2]``; ``masked [B, L]``."""
+    def forward(self, patch_tokens: Tensor, text_tokens: Tensor, text_mask: Tensor) -> Tensor:
+        """Predicted pixels ``[B, L, 3 p^2]`` of patch tokens ``[B, L, D]`` decoded against the caption's tokens
+        ``[B, T, Dt]`` (``text_mask [B, T]``): ``head(f'_v + MCA(norm(f'_v), f_t, f_t))``."""
         keys = self.text_proj(text_tokens)
         decoded, _ = self.cross(self.norm(patch_tokens), keys, keys, key_padding_mask=~text_mask.bool(),
                                 need_weights=False)
-        predicted = self.head(patch_tokens + decoded)
-        error = F.mse_loss(predicted.float(), targets.float(), reduction="none").mean(-1)
-        return (error * masked).sum() / masked.sum().clamp_min(1)
+        return self.head(patch_tokens + decoded)
+
+    def loss(self, patch_tokens: Tensor, masked: Tensor, text_tokens: Tensor, text_mask: Tensor,
+             targets: Tensor) -> Tensor:
+        """MSE of the decoded masked patches ``[B, L, D]`` against ``targets [B, L, 3 p^2]``; ``masked [B, L]``."""
+        from reid.losses.local import masked_patch_mse
+
+        return masked_patch_mse(self(patch_tokens, text_tokens, text_mask), targets, masked)

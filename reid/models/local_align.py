@@ -94,6 +94,10 @@ class PooledAligner(nn.Module):
         rows, scores = [], []
         for c in range(part_masks.shape[1]):
             idx = present[:, c].nonzero().flatten()
+            if len(idx) < 2:  # no pair to contrast: no term (see local_alignment_loss)
+                rows.append(idx)
+                scores.append(patch_tokens.new_zeros(len(idx), len(idx)))
+                continue
             v = F.normalize(self.aggregate(image[idx], part_masks[idx, c], "image"), dim=-1)
             t = F.normalize(self.aggregate(text[idx, c], phrase_mask[idx, c].float(), "text"), dim=-1)
             rows.append(idx)
@@ -118,6 +122,10 @@ class ElcaScorer(nn.Module):
         for c in range(part_masks.shape[1]):
             idx = present[:, c].nonzero().flatten()
             p = len(idx)
+            if p < 2:  # no pair to contrast: no term (see local_alignment_loss)
+                rows.append(idx)
+                scores.append(patch_tokens.new_zeros(p, p))
+                continue
             region, phrases = image[idx], text[idx, c]  # [P, L, dim], [P, T, dim]
             outside = (part_masks[idx, c] <= 0)  # [P, L]
             # every phrase j against every image i: queries [P_j x P_i, T, dim] over keys [.., L, dim]

@@ -11,6 +11,8 @@ from torch import nn
 
 from reid.models.bdam import Bdam
 from reid.models.encoders import ImageEncoder, TextEncoder
+from reid.models.image_decoding import ImageDecoder, patch_targets, random_patch_mask
+from reid.models.part_regions import part_coverage
 
 
 class ReidModel(nn.Module):
@@ -24,6 +26,11 @@ class ReidModel(nn.Module):
     ``image_mean`` / ``image_std``. ``fusion`` is any module with the interface of
     :class:`reid.models.fusion.FusionModule`; ``fusion_uses_text=False`` skips encoding descriptions
     for it (the image-only "none" fusion).
+
+    SAP-SAM's training-only heads: ``local_aligner`` (:mod:`reid.models.local_align`) scores part phrases
+    against the patch tokens inside each part's region; ``image_decoder`` with ``image_decoding``
+    (``after_pe`` | ``after_vit``) reconstructs masked patches from the caption. Neither touches the
+    retrieval embeddings, so inference is the same with or without them.
     """
 
     def __init__(
@@ -38,6 +45,10 @@ class ReidModel(nn.Module):
         image_std: tuple[float, float, float] = (0.5, 0.5, 0.5),
         fusion_uses_text: bool = True,
         description_dropout: float = 0.0,
+        local_aligner: nn.Module | None = None,
+        image_decoder: ImageDecoder | None = None,
+        image_decoding: str = "none",
+        mask_ratio: float = 0.5,
     ) -> None:
         super().__init__()
         if not 0.0 <= description_dropout < 1.0:
@@ -52,6 +63,10 @@ class ReidModel(nn.Module):
         self.embed_dim = embed_dim
         self.text_proj = nn.Linear(text_encoder.hidden_size, embed_dim)
         self.clo_proj = nn.Linear(image_encoder.hidden_size, embed_dim) if bdam is not None else None
+        if (image_decoder is None) != (image_decoding == "none"):
+            raise ValueError(f"image_decoding={image_decoding!r} needs an image_decoder exactly when it is not 'none'")
+        self.local_aligner, self.image_decoder = local_aligner, image_decoder
+        self.image_decoding, self.mask_ratio = image_decoding, mask_ratio
         self.register_buffer("pixel_mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
 
@@ -68,6 +83,10 @@ class ReidModel(nn.Module):
         ``clo_proj`` projects the ungated pooled clothing feature hat f_clo (eq. 1); ``clo_text_emb`` is
         the clothing description through the query's text projection (the same embedding space).
         Without BDAM, ``f_id_gate`` is the mean of the encoder tokens (so triplet still applies).
+
+        With a local aligner and ``part_labels`` [B, H, W] / ``part_ids``, ``part_mask`` [B, C, Tp] in the batch:
+        ``local_parts`` (:class:`~reid.models.local_align.PartScores`). In training with an image decoder:
+        ``decoded``, ``decoded_target`` [B, L, 3 p^2] and ``decoded_mask`` [B, L].
         """
         images = _require(batch, "images")
         size = images.shape[0]
@@ -89,7 +108,13 @@ class ReidModel(nn.Module):
         if has_clo is None:
             has_clo = torch.zeros(size, dtype=torch.bool, device=images.device)
         clo_proj = self.clo_proj(bdam_out.f_clo) if bdam_out is not None and self.clo_proj is not None else None
+        extra: dict[str, Any] = {}
+        if self.local_aligner is not None and "part_labels" in batch:
+            extra["local_parts"] = self._local_parts(gallery["tokens"][:, 1:], batch)
+        if self.image_decoder is not None and self.training:
+            extra.update(self._decode(images, gallery["tokens"][:, 1:], encoded[0][0], texts[0][1]))
         return {
+            **extra,
             "query_emb": self.text_proj(encoded[0][1]),
             "gallery_emb": gallery["embedding"],
             "f_id_gate": gallery["f_id_gate"],
@@ -169,8 +194,43 @@ class ReidModel(nn.Module):
         fused = self.fusion(id_tokens, desc_tokens, desc_mask, has_desc)
         return {
             "embedding": fused["embedding"], "w_img": fused["w_img"], "w_txt": fused["w_txt"],
-            "f_id_gate": f_id_gate, "bdam": bdam_out,
+            "f_id_gate": f_id_gate, "bdam": bdam_out, "tokens": tokens,
         }
+
+    def _local_parts(self, patch_tokens: torch.Tensor, batch: Mapping[str, Any]) -> Any:
+        """Pair scores of each part class (SAP-SAM Table 6) from patch tokens ``[B, L, D]`` and the batch's
+        part labels and phrases; only the phrases of present parts go through the text encoder."""
+        assert self.local_aligner is not None
+        coverage = part_coverage(_require(batch, "part_labels"), self.image_encoder.patch_size)  # [B, C, L]
+        ids, mask = _require(batch, "part_ids"), _require(batch, "part_mask")  # [B, C, Tp]
+        b, c, t = ids.shape
+        has = mask.bool().any(-1) & (coverage.sum(-1) > 0)  # [B, C]
+        width = self.text_encoder.hidden_size
+        phrases = patch_tokens.new_zeros(b * c, t, width)
+        rows = has.flatten().nonzero().flatten()
+        if len(rows):
+            encoded, _ = self.text_encoder(ids.reshape(b * c, t)[rows], mask.reshape(b * c, t)[rows])
+            phrases = phrases.index_copy(0, rows, encoded.to(phrases.dtype))
+        phrase_mask = mask * has.unsqueeze(-1).to(mask.dtype)
+        return self.local_aligner(patch_tokens, coverage.to(patch_tokens.dtype), phrases.view(b, c, t, width),
+                                  phrase_mask)
+
+    def _decode(self, images: torch.Tensor, patch_tokens: torch.Tensor, caption_tokens: torch.Tensor,
+                caption_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Masked image decoding (SAP-SAM Table 4): mask patches (after the patch embedding, through a second ViT
+        pass, or on the ViT's output ``[B, L, D]``), decode them against the caption, return prediction, target
+        (MAE-normalised pixels of the normalised image) and the mask."""
+        assert self.image_decoder is not None
+        b, length = patch_tokens.shape[:2]
+        masked = random_patch_mask(b, length, self.mask_ratio, device=patch_tokens.device)
+        pixels = self.normalize_images(images)
+        if self.image_decoding == "after_pe":
+            tokens = self.image_encoder(pixels, masked_patches=masked)[:, 1:]
+        else:
+            tokens = self.image_decoder.mask_features(patch_tokens, masked)
+        predicted = self.image_decoder(tokens, caption_tokens.to(tokens.dtype), caption_mask)
+        target = patch_targets(pixels.float(), self.image_encoder.patch_size[0])
+        return {"decoded": predicted, "decoded_target": target, "decoded_mask": masked}
 
     def _encode_text_batches(
         self, texts: list[tuple[torch.Tensor, torch.Tensor]]

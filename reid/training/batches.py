@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from reid.data.batching import PKBatchBuilder
 from reid.data.config import DataConfig
+from reid.data.tokenize import caption_tokenizer
 from reid.storage import list_files, resolve
 from reid.storage.config import StorageConfig
 
@@ -96,12 +97,13 @@ class InMemoryBatches:
 
     def __init__(self, cfg: DataConfig, seed: int, descriptions: Mapping[str, Mapping[str, Any]] | None = None,
                  storage: StorageConfig | None = None, split: str = "train", rank: int = 0, world_size: int = 1,
-                 steps: int | None = None) -> None:
+                 steps: int | None = None, parts: bool = False) -> None:
         root = resolve(cfg.uri, storage).join("identities", split)
         files = list_files(root, ".parquet")
         if not files:
             raise FileNotFoundError(f"no '{split}' shards under {root.uri} (run `reid prepare` first)")
-        columns = ["person_id", "image_ids", "images", "captions"]
+        columns = ["person_id", "image_ids", "images", "captions", *(["part_labels"] if parts else [])]
+        self.phrase_tokenizer = caption_tokenizer(cfg.tokenizer, cfg.part_phrase_length) if parts else None
         tables = [pq.read_table(f, filesystem=root.filesystem, columns=columns) for f in files]
         self.rows = [row for table in tables for row in table.to_pylist()]
         self.cfg, self.seed, self.descriptions = cfg, seed, dict(descriptions or {})
@@ -122,7 +124,8 @@ class InMemoryBatches:
             order = np.random.default_rng(seed).permutation(len(self.rows))
             p = self.cfg.batch.p
             builder = PKBatchBuilder(p, self.cfg.batch.k, tuple(self.cfg.image_size), self.cfg.augment,
-                                     self.cfg.tokenizer, self.cfg.max_text_length, self.descriptions, seed)
+                                     self.cfg.tokenizer, self.cfg.max_text_length, self.descriptions, seed,
+                                     self.phrase_tokenizer)
             for start in range(0, len(order) - p + 1, p):
                 if is_rank_batch(index, self.rank, self.world_size):
                     yield builder(self._block(order[start:start + p]))
@@ -130,7 +133,8 @@ class InMemoryBatches:
 
     def _block(self, group: np.ndarray) -> dict[str, np.ndarray]:
         rows = [self.rows[i] for i in group]
-        block = {key: np.empty(len(rows), dtype=object) for key in ("image_ids", "images", "captions")}
+        keys = ("image_ids", "images", "captions", *(("part_labels",) if self.phrase_tokenizer is not None else ()))
+        block = {key: np.empty(len(rows), dtype=object) for key in keys}
         for i, row in enumerate(rows):
             for key in block:
                 block[key][i] = row[key]

@@ -108,7 +108,8 @@ def fresh_model(config: Config) -> nn.Module:
     from reid.models.factory import build_model
 
     with torch.random.fork_rng(devices=[]):
-        return build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+        return build_model(config.model, tuple(config.data.image_size), config.data.max_text_length,
+                           config.loss.image_decoding)
 
 
 def build_parts(config: Config, context: TrainContext, data: BatchSource, steps: int, best_uri: str | None,
@@ -119,11 +120,12 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
     from reid.models.factory import build_model
 
     seed_everything(config.seed, config.train.deterministic)
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).to(context.device)
+    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length,
+                           config.loss.image_decoding).to(context.device)
     torch.manual_seed(config.seed * 1_000 + 1 + context.world_rank)  # per-rank dropout streams
     engine = build_engine(config, model, steps, context.world_size)
     balancer = create_balancer(config.loss, config.gradnorm, bdam=config.model.bdam.enabled,
-                               gate=config.model.bdam.gate)
+                               gate=config.model.bdam.gate, local_align=config.uses_parts)
     balancer.to(context.device)
     parts = LoopParts(engine, balancer, data, steps, best_uri=best_uri)
     if context.world_rank == 0 and validate:
@@ -175,6 +177,22 @@ def _training_descriptions(config: Config) -> tuple[dict[str, dict], int]:
     return out, dropped
 
 
+def check_part_regions(config: Config) -> None:
+    """With local alignment on, refuse a dataset whose manifest counts no image with a part label map (prepared
+    before masks existed, or with ``--part-masks none``), naming how to prepare one; log how many have one."""
+    if not config.uses_parts:
+        return
+    from reid.storage import exists, read_json, resolve
+
+    manifest = resolve(config.data.uri, config.storage).join("manifest.json")
+    counts = read_json(manifest).get("part_masks", {}) if exists(manifest) else {}
+    if not counts.get("images_with_masks"):
+        raise ValueError(f"model.local_align.kind={config.model.local_align.kind!r} needs part regions, but "
+                         f"{config.data.uri} has no part masks; prepare it again with them (`reid prepare` reads "
+                         "the masks/ that `reid synth` writes; on real data: `reid prepare --part-masks heuristic`)")
+    logger.info("part regions: %d images have a label map (%s)", counts["images_with_masks"], counts.get("source"))
+
+
 IMAGE_AND_DESCRIPTION, IMAGE_ONLY = "image+description", "image-only"
 
 
@@ -217,12 +235,13 @@ def train_local(config: Config, root: str | Path, resume: bool = False,
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    check_part_regions(config)
     warn_if_image_only(config)
     context = LocalContext(root, LocalContext.latest(root) if resume else None)
     shards = shard_identities(config.data.uri, "train", config.storage)
     steps = steps_per_epoch(shards, config.data.batch.p, 1, config.train.steps_per_epoch)
     data = InMemoryBatches(config.data, config.seed, load_training_descriptions(config), config.storage,
-                           steps=steps)
+                           steps=steps, parts=config.uses_parts)
     parts = build_parts(config, context, data, steps, str(root / "best"), pictures_uri=str(root / "pictures"))
     parts.tracker = tracker
     return train_loop(config, context, parts), context

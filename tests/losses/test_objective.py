@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reid.losses import (
     FixedWeights,
@@ -44,17 +45,19 @@ def _outputs(bdam: bool = True) -> dict[str, torch.Tensor | None]:
 
 
 BATCH = {"pids": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}
+PAPER_TERMS = TERMS[:6]  # the seed paper's; SAP-SAM's two follow (see test_sapsam_terms_*)
 
 
 @pytest.mark.parametrize("switches", list(itertools.product([True, False], repeat=6))[::7])
 @pytest.mark.parametrize("bdam", [True, False])
 def test_names_follow_switches_and_bdam(switches: tuple[bool, ...], bdam: bool) -> None:
-    flags = dict(zip(TERMS, switches, strict=True))
+    flags = dict(zip(PAPER_TERMS, switches, strict=True))
     flags["clothing_match"] &= not flags["adversarial"]  # the two are refused together
-    switches = tuple(flags[t] for t in TERMS)
+    switches = tuple(flags[t] for t in PAPER_TERMS)
     cfg = LossConfig(**flags)
     losses = compute_losses(_outputs(bdam), BATCH, cfg)
-    expected = [t for t, on in zip(TERMS, switches, strict=True) if on and (bdam or t in ("infonce", "triplet"))]
+    expected = [t for t, on in zip(PAPER_TERMS, switches, strict=True)
+                if on and (bdam or t in ("infonce", "triplet"))]
     assert list(losses) == expected == enabled_terms(cfg, bdam=bdam)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
 
@@ -174,3 +177,31 @@ def test_clothing_terms_do_not_reach_the_text_side_unless_allowed() -> None:
 def test_adversarial_and_clothing_match_together_are_refused() -> None:
     with pytest.raises(ValueError, match="adversarial and loss.clothing_match cannot both be true"):
         LossConfig(adversarial=True, clothing_match=True)
+
+
+def test_sapsam_terms_are_named_computed_and_balanced() -> None:
+    from reid.losses.local import local_alignment_loss, masked_patch_mse
+    from reid.models.local_align import PartScores
+
+    cfg = LossConfig(image_decoding="after_pe", temperature=0.1)
+    assert enabled_terms(cfg) == [*enabled_terms(LossConfig()), "image_decoding"]
+    assert enabled_terms(cfg, local_align=True)[-2:] == ["local_align", "image_decoding"]
+    assert enabled_terms(cfg, bdam=False, local_align=True) == ["infonce", "triplet", "local_align", "image_decoding"]
+    gen = torch.Generator().manual_seed(0)
+    parts = PartScores([torch.arange(3)], [torch.randn(3, 3, generator=gen)])
+    decoded, target = torch.randn(2, 5, 6, generator=gen), torch.randn(2, 5, 6, generator=gen)
+    mask = torch.tensor([[True, False, True, False, False], [False, False, False, False, True]])
+    out = {**_outputs(), "local_parts": parts, "decoded": decoded, "decoded_target": target, "decoded_mask": mask}
+    losses = compute_losses(out, BATCH, cfg)
+    logits = parts.scores[0] / 0.1
+    target_ids = torch.arange(3)
+    expected = 0.5 * (F.cross_entropy(logits, target_ids) + F.cross_entropy(logits.t(), target_ids))
+    assert torch.allclose(losses["local_align"], expected)
+    assert torch.allclose(losses["image_decoding"], ((decoded - target)[mask] ** 2).mean())
+    assert torch.equal(losses["local_align"], local_alignment_loss(parts, 0.1, out["query_emb"]))
+    assert torch.equal(losses["image_decoding"], masked_patch_mse(decoded, target, mask))
+    on = create_balancer(cfg, GradNormConfig(), local_align=True)
+    assert {"local_align", "image_decoding"} <= set(on.task_names)
+    off = create_balancer(LossConfig(image_decoding="after_vit", local_align=0.3, image_decoding_weight=2.0),
+                          GradNormConfig(enabled=False), local_align=True)
+    assert off.weights()["local_align"] == pytest.approx(0.3) and off.weights()["image_decoding"] == 2.0

@@ -4,6 +4,7 @@ Layout under ``out`` (a local path or any URI :func:`reid.storage.resolve` accep
 
     reid_raw.json          [{"split", "captions", "file_path", "id", "processed_tokens"}, ...]  (ids 1-based)
     imgs/<file_path>       JPEG images, file_path = "synth/<id>/<id>_<k>.jpg"
+    masks/<file_path>.png  the exact part label map of each image (:mod:`reid.data.parts`), as drawn
     synth_attributes.json  {file_path: {"person_id", "split", "identity", "clothing", "clothes_id",
                                         "caption_styles", "nuisance"}}
     synth_summary.json     generation parameters, counts per split, caption style names
@@ -25,9 +26,10 @@ import numpy as np
 import pyarrow.fs as pafs
 from tqdm import tqdm
 
+from reid.data.parts import encode_labels
 from reid.data.synth.attributes import Identity, Outfit, sample_identity, sample_nuisance, sample_outfit
 from reid.data.synth.captions import STYLE_NAMES, write_caption
-from reid.data.synth.draw import render_person
+from reid.data.synth.draw import render_person_with_labels
 from reid.data.synth.phrases import tokenize
 from reid.data.synth.plan import SPLITS, outfit_count, outfit_schedule, split_counts, split_of_ids
 from reid.storage import Location, exists, resolve
@@ -39,6 +41,7 @@ ANNOTATION_FILE = "reid_raw.json"
 ATTRIBUTES_FILE = "synth_attributes.json"
 SUMMARY_FILE = "synth_summary.json"
 IMAGE_DIR = "imgs"
+MASK_DIR = "masks"
 IMAGE_PREFIX = "synth"
 JPEG_QUALITY = 92
 _STREAM_IDENTITY, _STREAM_IMAGE = 1, 2
@@ -82,9 +85,10 @@ def _check_arguments(identities: int, images_per_identity: int, seed: int, image
 def _prepare_output(out: Location) -> None:
     """Refuse to write over something that is not an earlier synthetic dataset; clear an earlier one's images."""
     if exists(out.join(SUMMARY_FILE)):
-        old = out.join(IMAGE_DIR, IMAGE_PREFIX)
-        if exists(old):
-            out.filesystem.delete_dir(old.path)
+        for directory in (IMAGE_DIR, MASK_DIR):
+            old = out.join(directory, IMAGE_PREFIX)
+            if exists(old):
+                out.filesystem.delete_dir(old.path)
         log.info("replacing the synthetic dataset at %s", out.uri)
     elif exists(out.join(ANNOTATION_FILE)) or exists(out.join(IMAGE_DIR)):
         raise FileExistsError(f"{out.uri} already holds a dataset that `reid synth` did not write "
@@ -168,7 +172,7 @@ def generate(
     _write(out, ATTRIBUTES_FILE, json.dumps(truth, sort_keys=True, indent=1).encode("utf-8"), made)
     summary = _summary(out.uri, records, truth, next_clothes_id)
     meta = {"identities": identities, "images_per_identity": images_per_identity, "seed": seed,
-            "clothes_changing": clothes_changing, "image_size": list(size), "splits": list(splits),
+            "clothes_changing": clothes_changing, "image_size": list(size), "splits": list(splits), "part_masks": True,
             "style_names": list(STYLE_NAMES), **{k: v for k, v in asdict(summary).items() if k != "uri"}}
     _write(out, SUMMARY_FILE, json.dumps(meta, sort_keys=True, indent=2).encode("utf-8"), made)
     log.info("wrote %d images of %d identities to %s", summary.total_images, identities, out.uri)
@@ -181,8 +185,9 @@ def _make_image(out: Location, made: set[str], seed: int, pid: int, k: int, spli
     rng = _rng(seed, _STREAM_IMAGE, pid, k)
     nuisance = sample_nuisance(rng)
     file_path = f"{IMAGE_PREFIX}/{pid:05d}/{pid:05d}_{k:03d}.jpg"
-    _write(out, posixpath.join(IMAGE_DIR, file_path), _encode_jpeg(render_person(identity, outfit, nuisance, size)),
-           made)
+    image, labels = render_person_with_labels(identity, outfit, nuisance, size)
+    _write(out, posixpath.join(IMAGE_DIR, file_path), _encode_jpeg(image), made)
+    _write(out, mask_path(file_path), encode_labels(labels), made)
     styles = [int(s) for s in rng.choice(len(STYLE_NAMES), size=int(rng.integers(1, 3)), replace=False)]
     captions = [write_caption(rng, s, identity, outfit, nuisance) for s in styles]
     record = {"split": split, "captions": captions, "file_path": file_path, "id": pid,
@@ -190,6 +195,11 @@ def _make_image(out: Location, made: set[str], seed: int, pid: int, k: int, spli
     attrs = {"person_id": pid, "split": split, "identity": identity.to_json(), "clothing": outfit.to_json(),
              "clothes_id": outfit.clothes_id, "caption_styles": styles, "nuisance": nuisance.to_json()}
     return record, attrs
+
+
+def mask_path(file_path: str) -> str:
+    """Where the label map of image ``file_path`` lies, relative to the dataset root."""
+    return posixpath.join(MASK_DIR, posixpath.splitext(file_path)[0] + ".png")
 
 
 def _summary(uri: str, records: list[dict[str, Any]], truth: dict[str, dict[str, Any]], outfits: int) -> SynthSummary:
