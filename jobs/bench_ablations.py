@@ -2,6 +2,8 @@
 ``reid tune`` with seeds 0, 1, 2 on the synthetic clothes-changing split, every trial's best checkpoint
 (chosen on val) scored on test in two gallery modes (image only; image + identity description) under the
 standard and the clothes-changing (``cc``) protocol, plus the disentanglement probes of Table 1's rows.
+SAP-SAM's tables (``sapsam_table4``, ``sapsam_table6``) report R1/R5/R10 as it does, and R1 over the *part
+queries*: the captions that name a hat or a bag, a small part the caption's image shows.
 
     python jobs/bench_ablations.py [--tables table1_bdam table2_fusion table3_losses] [--identities 120]
         [--images 6] [--seeds 0,1,2] [--workdir runs/ablations] [--out docs/results-tables.md]
@@ -71,15 +73,31 @@ def score_checkpoint(checkpoint: str, data: str, config: Config) -> dict[str, di
     from reid.training.probing import run_probes
 
     encoder, ckpt = load_encoder(checkpoint, "cpu", config.data.eval_batch_size)
+    part_queries = part_query_mask(data)
     out = {}
     for name, descriptions, protocol in MODES:
         evaluator = Evaluator(data, ckpt.data.image_size, config.data.eval_batch_size, use_descriptions=descriptions,
                               progress=False, protocol=protocol)
-        out[f"{name}/{protocol}"] = evaluator.evaluate(encoder, "test").metrics
+        result = evaluator.evaluate(encoder, "test")
+        hits = result.first_ranks[part_queries] == 0
+        out[f"{name}/{protocol}"] = {**result.metrics, "R1_part": 100.0 * float(hits.mean()) if len(hits) else 0.0,
+                                     "part_queries": float(len(hits))}
     model, model_config = load_inference_checkpoint(checkpoint)
     probe_config = replace(model_config, data=replace(model_config.data, uri=data))
     out["probes"] = run_probes(model, probe_config, torch.device("cpu"), "train", "test")
     return out
+
+
+def part_query_mask(data: str) -> np.ndarray:
+    """``bool [Nq]``: test captions that name a hat or a bag (synthetic vocabulary, whole words)."""
+    import re
+
+    from reid.data.synth.vocab import BAG_WORDS, HAT_WORDS
+    from reid.evaluation.split_reader import read_split_index
+
+    words = sorted({w for table in (BAG_WORDS, HAT_WORDS) for ws in table.values() for w in ws}, key=len)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    return np.asarray([bool(pattern.search(c)) for c in read_split_index(data, "test").captions], dtype=bool)
 
 
 def run_table(table: str, config: Config, data: str, seeds: list[int], resume: bool) -> dict[str, list[dict]]:
@@ -124,6 +142,23 @@ def markdown(table: str, rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def sapsam_markdown(table: str, rows: dict[str, list[dict]]) -> str:
+    """SAP-SAM's columns: R1/R5/R10 (standard protocol) with and without the gallery's descriptions, and R1 over
+    the part queries."""
+    header = ["row", "seeds"]
+    columns = [(mode, metric) for mode in ("image+desc/standard", "image/standard")
+               for metric in ("R1", "R5", "R10", "R1_part")]
+    header += [f"{mode.split('/')[0]} {'R1 part queries' if m == 'R1_part' else m}" for mode, m in columns]
+    lines = [f"### {table}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, trials in rows.items():
+        cells = [variant, str(len(trials))] + [mean_std([t[mode][metric] for t in trials]) for mode, metric in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = {int(t["image/standard"]["part_queries"]) for trials in rows.values() for t in trials}
+    lines.append("")
+    lines.append(f"Part queries: {', '.join(map(str, sorted(counts)))} of the test captions name a hat or a bag.")
+    return "\n".join(lines)
+
+
 def probe_markdown(rows: dict[str, list[dict]]) -> str:
     """Probe accuracies (percent, mean +- std over seeds) of every row that has them."""
     keys = [k for k in PROBE_KEYS if any(k in t["probes"] for trials in rows.values() for t in trials)]
@@ -163,7 +198,7 @@ def main() -> None:
     probes = {}
     for table in args.tables:
         rows = run_table(table, config, data, seeds, args.resume)
-        parts.append(markdown(table, rows))
+        parts.append(sapsam_markdown(table, rows) if table.startswith("sapsam") else markdown(table, rows))
         if table.startswith("table1"):
             probes = rows
         print(parts[-1] + "\n", flush=True)
