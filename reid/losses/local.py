@@ -15,19 +15,27 @@ def local_alignment_loss(parts: PartScores, temperature: float, reference: Tenso
 
     .. math::
         \mathcal{L}_{loc} = \frac{1}{|C'|} \sum_{c \in C'}
-            \tfrac12 \left[ CE(S_c / \tau, I) + CE(S_c^\top / \tau, I) \right]
+            \tfrac12 \left[ CE(S_c / \tau, P_c) + CE(S_c^\top / \tau, P_c^\top) \right]
 
-    with :math:`S_c [P_c, P_c]` the cosine scores of image i's part c against phrase j's (diagonal: the same
-    image). An image without part c appears in no :math:`S_c`, so it adds no term for that part. With no class
-    of two present parts the loss is 0, attached to ``reference``'s graph (so every step backpropagates alike).
+    with :math:`S_c [P_c, P_c]` the cosine scores of image i's part c against phrase j's and :math:`P_c` its
+    positives: the diagonal (the same image), and with ``parts.positives`` every pair marked there (the same
+    phrase), averaged as in eq. 3's multi-positive form (:func:`reid.losses.contrastive.
+    multi_positive_cross_entropy`). An image without part c appears in no :math:`S_c`, so it adds no term for
+    that part. With no class of two present parts the loss is 0, attached to ``reference``'s graph (so every
+    step backpropagates alike).
     """
+    from reid.losses.contrastive import multi_positive_cross_entropy
+
     terms = []
-    for scores in parts.scores:
+    for c, scores in enumerate(parts.scores):
         if scores.shape[0] < 2:
             continue
         logits = scores.float() / temperature
-        target = torch.arange(len(logits), device=logits.device)
-        terms.append(0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)))
+        positives = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+        if parts.positives is not None:
+            positives = positives | parts.positives[c].to(logits.device)
+        terms.append(0.5 * (multi_positive_cross_entropy(logits, positives)
+                            + multi_positive_cross_entropy(logits.t(), positives.t())))
     if not terms:
         return reference.float().sum() * 0.0
     return torch.stack(terms).mean()

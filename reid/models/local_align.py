@@ -24,7 +24,7 @@ phrase), which :func:`reid.losses.local.local_alignment_loss` turns into InfoNCE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +36,13 @@ LOCAL_ALIGN_KINDS = ("none", "avgpool", "conv1d", "mhsa", "elca")
 @dataclass
 class PartScores:
     """Per part class: the batch rows where the part is present ``[P_c]`` and their pair scores ``[P_c, P_c]``
-    (cosine similarities; row i's image against column j's phrase)."""
+    (cosine similarities; row i's image against column j's phrase). ``positives`` (optional, bool ``[P_c, P_c]``
+    per class) marks the pairs that count as matches besides the diagonal: two images of one outfit carry the
+    same phrase, so neither should be pushed from the other's phrase."""
 
     rows: list[Tensor]
     scores: list[Tensor]
+    positives: list[Tensor] | None = field(default=None)
 
 
 def present_parts(part_masks: Tensor, phrase_mask: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -212,8 +213,10 @@ class ReidModel(nn.Module):
             encoded, _ = self.text_encoder(ids.reshape(b * c, t)[rows], mask.reshape(b * c, t)[rows])
             phrases = phrases.index_copy(0, rows, encoded.to(phrases.dtype))
         phrase_mask = mask * has.unsqueeze(-1).to(mask.dtype)
-        return self.local_aligner(patch_tokens, coverage.to(patch_tokens.dtype), phrases.view(b, c, t, width),
-                                  phrase_mask)
+        parts = self.local_aligner(patch_tokens, coverage.to(patch_tokens.dtype), phrases.view(b, c, t, width),
+                                   phrase_mask)
+        same = [(ids[r, k].unsqueeze(1) == ids[r, k].unsqueeze(0)).all(-1) for k, r in enumerate(parts.rows)]
+        return replace(parts, positives=same)  # one outfit's images share a phrase: matches, not negatives
 
     def _decode(self, images: torch.Tensor, patch_tokens: torch.Tensor, caption_tokens: torch.Tensor,
                 caption_mask: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -70,3 +70,16 @@ def test_the_loss_is_the_symmetric_infonce_of_each_class() -> None:
     assert torch.allclose(local_alignment_loss(parts, 0.2, scores[0]), torch.stack(expected).mean())
     empty = local_alignment_loss(PartScores([], []), 0.2, scores[0].requires_grad_())
     assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_pairs_sharing_a_phrase_count_as_matches() -> None:
+    scores = torch.tensor([[0.9, 0.8, -0.2], [0.8, 0.9, -0.1], [-0.3, 0.0, 0.7]])
+    same = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
+    with_shared = local_alignment_loss(PartScores([torch.arange(3)], [scores], [same]), 0.1, scores)
+    logp_rows, logp_cols = F.log_softmax(scores / 0.1, dim=1), F.log_softmax(scores.t() / 0.1, dim=1)
+    expected = 0.5 * (-(logp_rows * same).sum(1) / same.sum(1) - (logp_cols * same.t()).sum(1) / same.sum(1)).mean()
+    assert torch.allclose(with_shared, expected)
+    for positives, sign in ((None, 1.0), ([same], -1.0)):  # diagonal only: pushed away; shared: pulled together
+        leaf = scores.clone().requires_grad_()
+        local_alignment_loss(PartScores([torch.arange(3)], [leaf], positives), 0.1, leaf).backward()
+        assert sign * float(leaf.grad[0, 1]) > 0
