@@ -6,7 +6,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
@@ -17,7 +17,7 @@ from reid.describe.prompts import dual_messages, part_messages, prompt_version, 
 from reid.describe.retry import RetryPolicy, call_with_retries
 from reid.describe.rules import RuleDescriber
 from reid.describe.schema import PARTS, Description
-from reid.describe.validation import ValidationRules, validate_description
+from reid.describe.validation import ValidationRules, valid_parts, validate_description, validate_part_phrase
 from reid.describe.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class MLLMDescriber:
     def _ask_dual(self, image: bytes, exemplars: Sequence[str], usage: _Usage, what: str) -> tuple[Any, str]:
         base = dual_messages(image, exemplars, self.part_mode == "joint", self.rules.min_chars,
                              self.rules.max_chars)
-        messages, reason = base, ""
+        messages, reason, usable = base, "", None
         for _ in range(self.max_validation_retries + 1):
             completion = self._complete(messages, what, json_answer=True)
             usage.add(completion)
@@ -136,10 +136,18 @@ class MLLMDescriber:
                 reason = validate_description(answer.identity, answer.clothing, self.vocab, self.rules) or ""
             except AnswerError as exc:
                 answer, reason = None, str(exc)
-            if not reason:
-                return answer, ""
+            if answer is not None and not reason:
+                kept, rejected = valid_parts(answer.parts)
+                if not rejected:
+                    return answer, ""
+                usable = replace(answer, parts=kept)  # the descriptions pass: kept if a re-ask does no better
+                reason = next(iter(rejected.values()))
             log.debug("%s: answer rejected: %s", what, reason)
             messages = retry_messages(base, text, reason)
+        if usable is not None:
+            log.warning("%s: part phrases still invalid after %d re-asks (%s); kept the descriptions and the "
+                        "valid phrases", what, self.max_validation_retries, reason)
+            return usable, ""
         return None, reason
 
     def _ask_parts(self, image: bytes, usage: _Usage, what: str) -> dict[str, str]:
@@ -148,8 +156,13 @@ class MLLMDescriber:
             completion = self._complete(part_messages(image, part), f"{what}/{part}", json_answer=False)
             usage.add(completion)
             phrase = clean_part_phrase(completion.choices[0].message.content)
-            if phrase and len(phrase) <= self.rules.max_chars:
+            if not phrase:
+                continue
+            reason = validate_part_phrase(part, phrase)
+            if reason is None and len(phrase) <= self.rules.max_chars:
                 parts[part] = phrase
+            else:
+                log.warning("%s/%s: part phrase left out: %s", what, part, reason or "too long")
         return parts
 
     def describe(self, record: Mapping[str, Any], style_id: int = -1,

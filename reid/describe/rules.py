@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reid.describe.schema import PARTS, Description
-from reid.describe.validation import ValidationRules, validate_description
+from reid.describe.validation import ValidationRules, valid_parts, validate_description
 from reid.describe.vocabulary import Vocabulary, tokenize
 
 RULES_MODEL = "lexicon"
@@ -93,7 +93,8 @@ def _join(phrases: Sequence[str], max_chars: int) -> str:
 
 
 def extract_parts(clauses: Sequence[Clause], vocab: Vocabulary) -> dict[str, str]:
-    """Per-part phrases (SAP-SAM Table 3): the first sub-phrase naming each part, if any."""
+    """Per-part phrases (SAP-SAM Table 3): the first sub-phrase naming each part, if any (``RuleDescriber.split``
+    keeps those that pass :func:`reid.describe.validation.validate_part_phrase`: a whole clause is no phrase)."""
     parts: dict[str, str] = {}
     for clause in clauses:
         for sub in map(_clean, _SECONDARY.split(clause.text)):
@@ -135,7 +136,7 @@ class RuleDescriber:
         identity.sort(key=lambda text: not self.vocab.gender.find(text))
         clothing = [c.text for c in clauses if c.kind == "clothing"]
         limit = self.rules.max_chars
-        return _join(identity, limit), _join(clothing, limit), extract_parts(clauses, self.vocab)
+        return _join(identity, limit), _join(clothing, limit), valid_parts(extract_parts(clauses, self.vocab))[0]
 
     def describe(self, record: Mapping[str, Any], style_id: int = -1) -> Description:
         """One :class:`Description` for an image record (``image_id``, ``captions``); quarantined if invalid."""

@@ -16,6 +16,33 @@ class ValidationRules:
     min_identity_attributes: int = 2
 
 
+MAX_PART_WORDS = 12
+"""A part phrase is one noun phrase: at most this many words (local alignment reads 16 tokens of it)."""
+
+
+def validate_part_phrase(part: str, phrase: str) -> str | None:
+    """``None`` when ``phrase`` is a usable phrase for ``part``, else the reason as a sentence the model can act
+    on: empty, or longer than :data:`MAX_PART_WORDS` words (a sentence, not a phrase)."""
+    words = phrase.split() if isinstance(phrase, str) else []
+    if not words:
+        return f"the {part} phrase is empty"
+    if len(words) > MAX_PART_WORDS:
+        return f"the {part} phrase has {len(words)} words; give a short phrase of at most {MAX_PART_WORDS} words"
+    return None
+
+
+def valid_parts(parts: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(kept, rejected)``: the phrases that pass :func:`validate_part_phrase`, and the others' reasons."""
+    kept, rejected = {}, {}
+    for part, phrase in parts.items():
+        reason = validate_part_phrase(part, phrase)
+        if reason is None:
+            kept[part] = phrase
+        else:
+            rejected[part] = reason
+    return kept, rejected
+
+
 def validate_description(identity: str, clothing: str, vocab: Vocabulary, rules: ValidationRules) -> str | None:
     """``None`` when the pair passes, else the first failure as a sentence the model can act on.
 

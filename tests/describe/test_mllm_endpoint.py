@@ -170,3 +170,22 @@ def test_api_key_never_reaches_logs_or_outputs(make_dataset, endpoint, mllm_conf
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert secret not in json.dumps(summary)
+
+
+def test_an_overlong_part_phrase_is_reasked_then_left_out(make_dataset, endpoint, mllm_config, api_key,
+                                                          caplog) -> None:
+    data = make_dataset(identities=1, per_identity=1)
+    (image_id,) = data.images
+    sentence = "she is wearing what looks like a rather large black leather bag over her left shoulder today"
+    answers = iter([{**DEFAULT_ANSWER, "parts": {**DEFAULT_ANSWER["parts"], "bag": sentence}}, DEFAULT_ANSWER])
+    endpoint.script.answer = lambda key: next(answers)
+    (row,) = build_describer(mllm_config()).describe(record(data, image_id))
+    retry = endpoint.script.bodies[-1]["messages"][-1]["content"]
+    assert "the bag phrase has 17 words; give a short phrase of at most 12 words" in retry
+    assert row.parts["bag"] == "a black leather shoulder bag" and not row.quarantined
+    endpoint.script.answer = lambda key: {**DEFAULT_ANSWER, "parts": {**DEFAULT_ANSWER["parts"], "bag": sentence}}
+    with caplog.at_level(logging.WARNING, logger="reid.describe.mllm"):
+        (row,) = build_describer(mllm_config(max_validation_retries=1)).describe(record(data, image_id))
+    assert not row.quarantined and row.identity == DEFAULT_ANSWER["identity"]  # the descriptions still count
+    assert "bag" not in row.parts and row.parts["hair"] == "long straight black hair"
+    assert "part phrases still invalid after 1 re-asks (the bag phrase has 17 words" in caplog.text
