@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import requests
 
 CAPTIONS = ["a tall man with short grey hair in a red jacket", "a woman in a white coat carrying a black bag",
@@ -43,10 +44,12 @@ def synthetic_index(out: str, checkpoint: str, size: int, dim: int, seed: int = 
         vectors = centres[pids] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         name = f"test/part-{start // 100_000:05d}"
-        write_shard(out, name, [{"image_id": f"img{start + i}", "person_id": int(p), "embedding": v.tolist(),
-                                 "thumbnail": b"", "description": None} for i, (p, v) in enumerate(zip(pids, vectors,
-                                                                                                     strict=True))],
-                    dim, key)
+        table = pa.table({"image_id": pa.array([f"img{start + i}" for i in range(n)]),
+                          "person_id": pa.array(pids.astype(np.int64)),
+                          "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+                          "thumbnail": pa.array([b""] * n, pa.binary()),
+                          "description": pa.array([None] * n, pa.string())})
+        write_shard(out, name, table, dim, key)
         shards.append(name)
         parts.append(vectors)
     write_manifest(out, identity, shards, size, dim)

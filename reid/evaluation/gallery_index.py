@@ -92,10 +92,12 @@ class GalleryIndex:
                 f"{checkpoint_uri} (fingerprint {found or 'none: not found'}); rebuild it with `reid index`")
 
 
-def write_shard(uri: str, name: str, rows: list[dict[str, Any]], dim: int, key: str,
+def write_shard(uri: str, name: str, rows: list[dict[str, Any]] | pa.Table, dim: int, key: str,
                 storage: StorageConfig | None = None) -> str:
-    """Write one shard (``rows`` with the schema's columns) under ``<uri>/shards/<name>.parquet``."""
-    table = pa.Table.from_pylist(rows, schema=index_schema(dim)).replace_schema_metadata({KEY_METADATA: key.encode()})
+    """Write one shard (``rows`` with the schema's columns, or a table of :func:`index_schema`) under
+    ``<uri>/shards/<name>.parquet``."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=index_schema(dim))
+    table = table.cast(index_schema(dim)).replace_schema_metadata({KEY_METADATA: key.encode()})
     sink = io.BytesIO()
     pq.write_table(table, sink)
     loc = resolve(uri, storage).join(SHARDS_DIR, f"{name}.parquet")
