@@ -33,14 +33,24 @@ def exact_topk(query: np.ndarray | torch.Tensor, gallery: np.ndarray | torch.Ten
     best_index = torch.zeros((q.shape[0], 0), dtype=torch.long)
     for start in range(0, g.shape[0], chunk):
         scores = q @ g[start:start + chunk].t()
-        # a stable sort keeps the lower gallery index first among equal scores, within the chunk and, as
-        # every index kept so far is below this chunk's, in the merge
-        top = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
+        top = _stable_topk(scores, min(k, scores.shape[1]))
         scores = torch.cat([best_scores, torch.gather(scores, 1, top)], dim=1)
         index = torch.cat([best_index, top + start], dim=1)
         merged = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
         best_scores, best_index = torch.gather(scores, 1, merged), torch.gather(index, 1, merged)
     return best_scores.numpy(), best_index.numpy()
+
+
+def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``[Q, k]`` of each row's ``k`` best scores ``[Q, C]``, best first, the lower index first among equal
+    scores (what a stable sort of the whole row gives, and, as every index kept so far is below this chunk's,
+    what the merge keeps): ``topk`` finds the k-th score, and only the candidates at or above it are sorted."""
+    kth = torch.topk(scores, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values  # [Q, 1]
+    rows = []
+    for row, threshold in zip(scores, kth, strict=True):
+        candidates = (row >= threshold).nonzero().flatten()  # ascending index; more than k only on ties
+        rows.append(candidates[torch.sort(-row[candidates], stable=True).indices[:k]])
+    return torch.stack(rows)
 
 
 @dataclass
