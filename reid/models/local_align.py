@@ -56,16 +56,44 @@ def _masked_mean(x: Tensor, weights: Tensor) -> Tensor:
     return (x * weights.unsqueeze(-1)).sum(-2) / weights.sum(-1, keepdim=True).clamp_min(1e-6)
 
 
-class PooledAligner(nn.Module):
+class _PerClassScorer(nn.Module):
+    """Projects patch and phrase tokens to ``dim`` and scores, class by class, every pair of the batch's present
+    parts with :meth:`class_scores` (a class with fewer than two present parts gets an empty or 1 x 1 zero block:
+    nothing to contrast)."""
+
+    def __init__(self, image_dim: int, text_dim: int, dim: int) -> None:
+        super().__init__()
+        self.image_proj, self.text_proj = nn.Linear(image_dim, dim), nn.Linear(text_dim, dim)
+
+    def class_scores(self, region: Tensor, weights: Tensor, phrases: Tensor, phrase_mask: Tensor) -> Tensor:
+        """``[P, P]`` scores of image i (``region [P, L, dim]``, its part's patch ``weights [P, L]``) against
+        phrase j (``phrases [P, T, dim]``, ``phrase_mask [P, T]``)."""
+        raise NotImplementedError
+
+    def forward(self, patch_tokens: Tensor, part_masks: Tensor, phrase_tokens: Tensor, phrase_mask: Tensor
+                ) -> PartScores:
+        present = present_parts(part_masks, phrase_mask)
+        image, text = self.image_proj(patch_tokens), self.text_proj(phrase_tokens)
+        rows, scores = [], []
+        for c in range(part_masks.shape[1]):
+            idx = present[:, c].nonzero().flatten()
+            rows.append(idx)
+            if len(idx) < 2:  # no pair to contrast: no term (see local_alignment_loss)
+                scores.append(patch_tokens.new_zeros(len(idx), len(idx)))
+            else:
+                scores.append(self.class_scores(image[idx], part_masks[idx, c], text[idx, c], phrase_mask[idx, c]))
+        return PartScores(rows, scores)
+
+
+class PooledAligner(_PerClassScorer):
     """``avgpool``, ``conv1d`` or ``mhsa``: one local feature per (image, part) and per (phrase, part), projected
     to ``dim``; scores are their cosines."""
 
     def __init__(self, kind: str, image_dim: int, text_dim: int, dim: int = 256, heads: int = 4) -> None:
-        super().__init__()
+        super().__init__(image_dim, text_dim, dim)
         if kind not in ("avgpool", "conv1d", "mhsa"):
             raise ValueError(f"pooled local alignment kind must be avgpool, conv1d or mhsa, got {kind!r}")
         self.kind = kind
-        self.image_proj, self.text_proj = nn.Linear(image_dim, dim), nn.Linear(text_dim, dim)
         if kind == "conv1d":
             self.image_conv = nn.Conv1d(dim, dim, kernel_size=3, padding=1)
             self.text_conv = nn.Conv1d(dim, dim, kernel_size=3, padding=1)
@@ -90,58 +118,31 @@ class PooledAligner(nn.Module):
         out, _ = attn(keys, keys, keys, key_padding_mask=ignore, need_weights=False)
         return out[:, 0]
 
-    def forward(self, patch_tokens: Tensor, part_masks: Tensor, phrase_tokens: Tensor, phrase_mask: Tensor
-                ) -> PartScores:
-        present = present_parts(part_masks, phrase_mask)
-        image, text = self.image_proj(patch_tokens), self.text_proj(phrase_tokens)
-        rows, scores = [], []
-        for c in range(part_masks.shape[1]):
-            idx = present[:, c].nonzero().flatten()
-            if len(idx) < 2:  # no pair to contrast: no term (see local_alignment_loss)
-                rows.append(idx)
-                scores.append(patch_tokens.new_zeros(len(idx), len(idx)))
-                continue
-            v = F.normalize(self.aggregate(image[idx], part_masks[idx, c], "image"), dim=-1)
-            t = F.normalize(self.aggregate(text[idx, c], phrase_mask[idx, c].float(), "text"), dim=-1)
-            rows.append(idx)
-            scores.append(v @ t.t())
-        return PartScores(rows, scores)
+    def class_scores(self, region: Tensor, weights: Tensor, phrases: Tensor, phrase_mask: Tensor) -> Tensor:
+        v = F.normalize(self.aggregate(region, weights, "image"), dim=-1)
+        t = F.normalize(self.aggregate(phrases, phrase_mask.float(), "text"), dim=-1)
+        return v @ t.t()
 
 
-class ElcaScorer(nn.Module):
+class ElcaScorer(_PerClassScorer):
     """The reconstructed ELCA (module docstring): phrase tokens attend over region tokens, the pair score is
     the mean token-wise cosine between each phrase token and what it gathered. ``[P, P]`` per class."""
 
     def __init__(self, image_dim: int, text_dim: int, dim: int = 256, heads: int = 4) -> None:
-        super().__init__()
-        self.image_proj, self.text_proj = nn.Linear(image_dim, dim), nn.Linear(text_dim, dim)
+        super().__init__(image_dim, text_dim, dim)
         self.cross = nn.MultiheadAttention(dim, heads, batch_first=True)
 
-    def forward(self, patch_tokens: Tensor, part_masks: Tensor, phrase_tokens: Tensor, phrase_mask: Tensor
-                ) -> PartScores:
-        present = present_parts(part_masks, phrase_mask)
-        image, text = self.image_proj(patch_tokens), self.text_proj(phrase_tokens)
-        rows, scores = [], []
-        for c in range(part_masks.shape[1]):
-            idx = present[:, c].nonzero().flatten()
-            p = len(idx)
-            if p < 2:  # no pair to contrast: no term (see local_alignment_loss)
-                rows.append(idx)
-                scores.append(patch_tokens.new_zeros(p, p))
-                continue
-            region, phrases = image[idx], text[idx, c]  # [P, L, dim], [P, T, dim]
-            outside = (part_masks[idx, c] <= 0)  # [P, L]
-            # every phrase j against every image i: queries [P_j x P_i, T, dim] over keys [.., L, dim]
-            queries = phrases.unsqueeze(1).expand(p, p, -1, -1).reshape(p * p, *phrases.shape[1:])
-            keys = region.unsqueeze(0).expand(p, p, -1, -1).reshape(p * p, *region.shape[1:])
-            ignore = outside.unsqueeze(0).expand(p, p, -1).reshape(p * p, -1)
-            gathered, _ = self.cross(queries, keys, keys, key_padding_mask=ignore, need_weights=False)
-            cosine = F.cosine_similarity(queries, gathered, dim=-1)  # [P_j * P_i, T]
-            token_mask = phrase_mask[idx, c].bool().unsqueeze(1).expand(p, p, -1).reshape(p * p, -1)
-            pair = _masked_mean(cosine.unsqueeze(-1), token_mask).squeeze(-1).view(p, p)  # [phrase j, image i]
-            rows.append(idx)
-            scores.append(pair.t())  # [image i, phrase j]
-        return PartScores(rows, scores)
+    def class_scores(self, region: Tensor, weights: Tensor, phrases: Tensor, phrase_mask: Tensor) -> Tensor:
+        p = len(region)
+        # every phrase j against every image i: queries [P_j x P_i, T, dim] over keys [.., L, dim]
+        queries = phrases.unsqueeze(1).expand(p, p, -1, -1).reshape(p * p, *phrases.shape[1:])
+        keys = region.unsqueeze(0).expand(p, p, -1, -1).reshape(p * p, *region.shape[1:])
+        ignore = (weights <= 0).unsqueeze(0).expand(p, p, -1).reshape(p * p, -1)
+        gathered, _ = self.cross(queries, keys, keys, key_padding_mask=ignore, need_weights=False)
+        cosine = F.cosine_similarity(queries, gathered, dim=-1)  # [P_j * P_i, T]
+        token_mask = phrase_mask.bool().unsqueeze(1).expand(p, p, -1).reshape(p * p, -1)
+        pair = _masked_mean(cosine.unsqueeze(-1), token_mask).squeeze(-1).view(p, p)  # [phrase j, image i]
+        return pair.t()  # [image i, phrase j]
 
 
 def build_local_aligner(kind: str, image_dim: int, text_dim: int, dim: int = 256, heads: int = 4) -> nn.Module | None:
