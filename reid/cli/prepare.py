@@ -21,9 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--annotation", default=None, help="annotation file relative to --root (default: the official name)")
     p.add_argument("--image-dir", default=None, help="image directory relative to --root (default: imgs)")
     p.add_argument("--local", action="store_true", help="run in this process with threads instead of Ray Data")
-    p.add_argument("--part-masks", default="auto", choices=("auto", "files", "heuristic", "none"),
-                   help="part label maps for local alignment: files under --root/masks/ (reid synth writes them), "
-                        "the colour-and-position heuristic, none; auto: files when masks/ exists (default: auto)")
+    p.add_argument("--part-masks", default="auto", metavar="MODE",
+                   help="part label maps for local alignment: files (under --root/masks/, as reid synth writes "
+                        "them), none, heuristic (a colour-and-position stand-in for a parsing model) or "
+                        "module:function (your segmenter); auto: files when masks/ exists (default: auto)")
     p.set_defaults(func=run)
 
 

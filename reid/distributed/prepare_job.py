@@ -29,10 +29,11 @@ from reid.storage.config import StorageConfig
 log = logging.getLogger(__name__)
 SYNTH_EXTRAS_FILE = "synth_attributes.json"
 MASK_DIR = "masks"
-PART_MASK_MODES = ("auto", "files", "heuristic", "none")
+PART_MASK_MODES = ("auto", "files", "none")
 """``files``: label maps stored beside the images (``masks/<image path>.png``, as ``reid synth`` writes them);
-``heuristic``: :func:`reid.data.part_heuristic.heuristic_labels` of each image; ``none``: no part regions;
-``auto``: ``files`` when the raw dataset has a ``masks/`` folder, else ``none``."""
+``none``: no part regions; ``auto``: ``files`` when the raw dataset has a ``masks/`` folder, else ``none``. Any
+other value names a segmenter run on each image (:func:`reid.data.part_segmenters.resolve_segmenter`:
+``heuristic`` or ``module:function``)."""
 
 
 class PrepareError(RuntimeError):
@@ -55,11 +56,12 @@ class LoadImages:
 
     def __init__(self, filesystem: pafs.FileSystem, image_root: str, masks: str = "none",
                  mask_root: str | None = None) -> None:
-        if masks not in ("files", "heuristic", "none"):
-            raise ValueError(f"LoadImages: masks must be files, heuristic or none, got {masks!r}")
+        from reid.data.part_segmenters import resolve_segmenter
+
         self.filesystem = filesystem
         self.image_root = image_root
         self.masks, self.mask_root = masks, mask_root
+        self.segmenter = resolve_segmenter(masks) if masks not in ("files", "none") else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         images, reasons, hashes, labels, states = [], [], [], [], []
@@ -79,11 +81,15 @@ class LoadImages:
 
         if self.masks == "none" or image is None:
             return b"", ""
-        if self.masks == "heuristic":
-            from reid.data.part_heuristic import heuristic_labels
+        if self.segmenter is not None:
+            from reid.data.part_segmenters import segment
             from reid.data.transforms import decode_rgb
 
-            return encode_labels(heuristic_labels(decode_rgb(image))), "ok"
+            try:
+                return encode_labels(segment(self.segmenter, decode_rgb(image), path)), "ok"
+            except PartMaskError as exc:
+                log.debug("%s", exc)  # counted; the summary warns once
+                return b"", "unreadable"
         data = self._read(posixpath.join(str(self.mask_root), posixpath.splitext(path)[0] + ".png"))
         if data is None:
             return b"", "missing"
@@ -175,7 +181,12 @@ def prepare_dataset(
     manifest's ``part_masks``, and a warning), never drops the image.
     """
     if part_masks not in PART_MASK_MODES:
-        raise PrepareError(f"--part-masks must be one of {', '.join(PART_MASK_MODES)}, got {part_masks!r}")
+        from reid.data.part_segmenters import resolve_segmenter
+
+        try:
+            resolve_segmenter(part_masks)
+        except ValueError as exc:
+            raise PrepareError(f"--part-masks: {exc} (or one of {', '.join(PART_MASK_MODES)})") from exc
     root, out = resolve(root_uri, storage), resolve(out_uri, storage)
     _check_output(out, overwrite)
     records, issues = read_raw_annotations(fmt, root, annotation)
@@ -246,8 +257,9 @@ def _mask_summary(source: str, counts: dict[str, int]) -> dict[str, Any]:
     summary = {"source": source, "images_with_masks": counts.get("ok", 0), "missing": counts.get("missing", 0),
                "unreadable": counts.get("unreadable", 0)}
     if summary["missing"] or summary["unreadable"]:
-        log.warning("part masks: %d image(s) have no label map under %s/ and %d have an unreadable one; those "
-                    "images train without part regions", summary["missing"], MASK_DIR, summary["unreadable"])
+        log.warning("part masks (%s): %d image(s) have no label map and %d an unreadable or invalid one (each "
+                    "named in the log with --verbose); those images train without part regions", source,
+                    summary["missing"], summary["unreadable"])
     return summary
 
 

@@ -22,7 +22,7 @@ from reid.data.synth.attributes import sample_identity, sample_nuisance, sample_
 from reid.data.synth.draw import SUPERSAMPLE, draw_canvas, render_person, render_person_with_labels
 from reid.data.transforms import TrainTransform
 from reid.describe.schema import PARTS
-from reid.distributed.prepare_job import prepare_dataset
+from reid.distributed.prepare_job import PrepareError, prepare_dataset
 from reid.storage import list_files, resolve
 
 SIZE = (128, 64)
@@ -164,8 +164,29 @@ def test_no_masks_and_heuristic_modes(raw: Path, tmp_path: Path) -> None:
     assert all(not data for r in _rows(str(tmp_path / "none")) for data in r["part_labels"])
     guessed = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "guess"), local=True, part_masks="heuristic")
     assert guessed.manifest["part_masks"]["images_with_masks"] == 24
-    with pytest.raises(Exception, match="--part-masks must be one of"):
+    with pytest.raises(PrepareError, match="part segmenter 'sam': give a built-in .heuristic. or 'module:function'"):
         prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), local=True, part_masks="sam")
+    with pytest.raises(PrepareError, match="'nosuch_module:segment' cannot be loaded"):
+        prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), local=True, part_masks="nosuch_module:segment")
+
+
+def test_a_segmenter_plugs_in_by_import_path_and_its_output_is_checked(raw: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_parsing.py").write_text(
+        "import numpy as np\n"
+        "def all_clothes(rgb):\n    return np.full(rgb.shape[:2], 4, dtype=np.uint8)\n"
+        "def wrong_shape(rgb):\n    return np.zeros((3, 3), dtype=np.uint8)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    good = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "good"), local=True,
+                           part_masks="my_parsing:all_clothes")
+    assert good.manifest["part_masks"]["source"] == "my_parsing:all_clothes"
+    assert good.manifest["part_masks"]["images_with_masks"] == 24
+    labels = decode_labels(_rows(str(tmp_path / "good"))[0]["part_labels"][0])
+    assert (labels == LABEL["clothes"]).all()
+    bad = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), local=True,
+                          part_masks="my_parsing:wrong_shape")
+    assert bad.manifest["part_masks"]["unreadable"] == 24
+    assert sum(len(r["image_ids"]) for r in _rows(str(tmp_path / "bad"))) == 24  # every image kept, no region
 
 
 def test_the_heuristic_finds_bands_of_a_figure_on_a_plain_background() -> None:
