@@ -25,7 +25,9 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:  # its message names a memory address; say it without one
+        raise ImageDecodeError("cannot decode image: not a known image format") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     return image if image.mode == "RGB" else image.convert("RGB")
 

@@ -63,8 +63,8 @@ class Embedder:
 
 def _thumbnail(data: bytes, size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
-    image = resize(decode_image(data), size)
-    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(out, "JPEG", quality=THUMB_QUALITY)
+    chw = resize(decode_image(data), size)  # uint8 [3, H, W]
+    Image.fromarray(chw.transpose(1, 2, 0)).save(out, "JPEG", quality=THUMB_QUALITY)
     return out.getvalue()
 
 

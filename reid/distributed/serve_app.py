@@ -8,8 +8,8 @@ and a web page.
     GET  /healthz                            -> {"status": "ok", "images": N}
     GET  /                                   -> the search page
 """
-
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: Serve's ingress rebuilds the routes in its own module,
+# where FastAPI could not resolve the string annotation ``Request`` and took it for a query parameter.
 
 import json
 import logging

@@ -33,7 +33,13 @@ from reid.training.batches import (
     take_steps,
 )
 from reid.training.loop import train_loop
-from reid.training.setup import build_parts, check_part_regions, load_training_descriptions, warn_if_image_only
+from reid.training.setup import (
+    batch_and_lr_line,
+    build_parts,
+    check_part_regions,
+    load_training_descriptions,
+    warn_if_image_only,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +176,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     root = resolve(config.train.storage_uri, config.storage)
     shards = shard_identities(config.data.uri, "train", config.storage)
     steps = steps_per_epoch(shards, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)
+    logger.info("%s; %d steps per epoch", batch_and_lr_line(config, config.train.workers), steps)
     loop_config = {
         "config_yaml": dump_config(config), "steps": steps, "data": data, "run_uri": run.uri,
         "per_pass": steps_per_pass(shards, config.data.batch.p, config.train.workers),

@@ -72,14 +72,20 @@ def effective_lr(config: Config, world_size: int) -> tuple[int, float]:
     return batch, scaled_lr(config.optim.lr, config.optim.lr_scaling, batch, config.optim.reference_batch)
 
 
+def batch_and_lr_line(config: Config, world_size: int) -> str:
+    """The effective global batch and lr of a run, as one log line."""
+    batch, lr = effective_lr(config, world_size)
+    return (f"global batch {batch} (P {config.data.batch.p} x K {config.data.batch.k} x {world_size} workers), "
+            f"lr {lr:.3g} (optim.lr {config.optim.lr:.3g}, lr_scaling {config.optim.lr_scaling}, reference batch "
+            f"{config.optim.reference_batch})")
+
+
 def build_engine(config: Config, model: nn.Module, steps: int, world_size: int) -> Engine:
     """The engine of ``train.engine`` with the cosine/warm-up schedule over ``epochs x steps`` steps
     (the ``optim.frozen`` parameters left out)."""
     freeze_parameters(model, config.optim.frozen)
-    batch, lr = effective_lr(config, world_size)
-    logger.info("global batch %d (P %d x K %d x %d workers), lr %.3g (optim.lr %.3g, lr_scaling %s, reference "
-                "batch %d)", batch, config.data.batch.p, config.data.batch.k, world_size, lr, config.optim.lr,
-                config.optim.lr_scaling, config.optim.reference_batch)
+    _, lr = effective_lr(config, world_size)
+    logger.info(batch_and_lr_line(config, world_size))
     optimizer = build_optimizer(config, model, lr)
     total = config.train.epochs * steps
     warmup = min(total - 1, math.ceil(config.optim.warmup_epochs * steps))

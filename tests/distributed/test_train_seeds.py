@@ -30,7 +30,8 @@ def test_seeds_protocol_logs_children_and_mean_std_on_parent(ray_local: None, tm
     sets = [f"data.uri={dataset}", "data.use_descriptions=false", "train.epochs=1", "train.steps_per_epoch=2",
             f"train.storage_uri={tmp_path / 'ckpt'}", f"tracking.runs_dir={tmp_path / 'runs'}", "train.name=proto",
             "tracking.experiment=seeds"]
-    args = ["train", "--config", "pkg://tiny", "--seeds", ",".join(map(str, SEEDS)), "--data-source", "memory"]
+    args = ["train", "--config", "pkg://tiny", "--seeds", ",".join(map(str, SEEDS)), "--data-source", "memory",
+            "--json"]
     for item in sets:
         args += ["--set", item]
     assert main(args) == 0
