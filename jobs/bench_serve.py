@@ -1,6 +1,7 @@
 """The search service under load: queries/s and p50/p99 latency through HTTP at concurrency 1 and 16, for
 galleries of 10k, 100k and 1M embeddings, exact and approximate (FAISS), against a plain single-process
-numpy top-k over the same matrix in the same run; recall@10 of the approximate index against exact.
+numpy top-k over the same matrix in the same run; recall@10 of the approximate index against exact. "Search
+alone" is the service's search call in this process, one query at a time, without HTTP and the query encoder.
 
     python jobs/bench_serve.py --checkpoint runs/demo/checkpoints/demo/best [--sizes 10000 100000 1000000]
         [--approx ivf] [--requests 200] [--workdir runs/bench-serve]
@@ -17,6 +18,7 @@ import json
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,15 @@ def numpy_topk_rate(gallery: np.ndarray, queries: np.ndarray, seconds: float = 3
     return done / (time.perf_counter() - started)
 
 
+def search_rate(search, queries: np.ndarray, seconds: float = 3.0) -> float:
+    """Queries/s of ``search(query [1, E])`` in this process, one query at a time (no HTTP, no encoder)."""
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        search(queries[done % len(queries)][None])
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
@@ -110,22 +121,28 @@ def main() -> None:
         baseline = numpy_topk_rate(gallery, queries)
         probe = gallery[np.random.default_rng(1).integers(0, size, 200)] + 0.05 * np.random.default_rng(2) \
             .standard_normal((200, dim)).astype(np.float32)
-        recall = recall_at_k(ApproxIndex.build(gallery, args.approx).search(probe, 10)[1],
-                             exact_topk(probe, gallery, 10)[1])
+        approx_index = ApproxIndex.build(gallery, args.approx)
+        recall = recall_at_k(approx_index.search(probe, 10)[1], exact_topk(probe, gallery, 10)[1])
+        in_process = {"exact": search_rate(partial(exact_topk, gallery=gallery, k=10), queries),
+                      args.approx: search_rate(partial(approx_index.search, k=10), queries)}
+        del approx_index
         for search in ("exact", args.approx):
             url = serve_index(out, args.checkpoint, port=8123, approx=None if search == "exact" else search,
                               blocking=False)
             for concurrency in (1, 16):
                 rate, p50, p99 = load(url, args.requests, concurrency)
                 rows.append({"size": size, "search": search, "concurrency": concurrency, "qps": rate, "p50_ms": p50,
-                             "p99_ms": p99, "numpy_qps": baseline, "recall@10": recall if search != "exact" else 1.0})
+                             "p99_ms": p99, "numpy_qps": baseline, "search_qps": in_process[search],
+                             "recall@10": recall if search != "exact" else 1.0})
                 print(json.dumps(rows[-1]), flush=True)
             serve.delete("reid-search")
-    print("\n| gallery | search | concurrency | queries/s | p50 ms | p99 ms | numpy top-k queries/s | ratio | "
-          "recall@10 |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| gallery | search | concurrency | HTTP queries/s | p50 ms | p99 ms | numpy top-k queries/s "
+          "| HTTP / numpy | search alone queries/s | search alone / numpy | recall@10 |\n"
+          "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['size']:,} | {r['search']} | {r['concurrency']} | {r['qps']:.1f} | {r['p50_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} | {r['numpy_qps']:.1f} | {r['qps'] / r['numpy_qps']:.2f} | {r['recall@10']:.3f} |")
+              f"{r['p99_ms']:.1f} | {r['numpy_qps']:.1f} | {r['qps'] / r['numpy_qps']:.2f} | {r['search_qps']:.1f} | "
+              f"{r['search_qps'] / r['numpy_qps']:.2f} | {r['recall@10']:.3f} |")
 
 
 if __name__ == "__main__":
