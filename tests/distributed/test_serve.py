@@ -78,6 +78,26 @@ def test_the_index_names_its_checkpoint_and_gallery(service: dict) -> None:
     assert manifest["shards"] == ["train/part-00000"]
 
 
+def test_an_interrupted_index_resumes_by_shard_and_another_checkpoint_is_refused(service: dict) -> None:
+    from reid.distributed.index_job import build_index
+
+    copy = service["root"] / "index-copy"
+    shutil.copytree(service["index"], copy)
+    (copy / "manifest.json").unlink()  # stopped after its shards were written
+    shard = next((copy / "shards").rglob("*.parquet"))
+    written = shard.stat().st_mtime_ns
+    again = build_index(service["checkpoint"], str(service["dataset"]), "train", str(copy), thumb_size=(64, 32),
+                        progress=False)
+    assert shard.stat().st_mtime_ns == written  # nothing re-embedded
+    assert {k: v for k, v in again.items() if k != "created"} == \
+        {k: v for k, v in service["manifest"].items() if k != "created"}
+    other = service["root"] / "other-checkpoint"
+    shutil.copytree(service["checkpoint"], other)
+    (other / "config.yaml").write_text((other / "config.yaml").read_text() + "\n")
+    with pytest.raises(FileExistsError, match="built with other files or settings"):
+        build_index(str(other), str(service["dataset"]), "train", str(copy), progress=False)
+
+
 def test_a_training_caption_finds_its_own_person_first(service: dict) -> None:
     """The service ranks as the checkpoint does in this process (same top 5, same scores), and the model has
     learned: most captions find their own person first (chance 1 in 24)."""
