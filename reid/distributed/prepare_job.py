@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import ray
 from ray.data.context import ShuffleStrategy
 from ray.data.expressions import col
+from tqdm import tqdm
 
 from reid.data.formats import SPECS, Issue, RawRecord, parse_annotations, split_off_validation
 from reid.data.identity_rows import assign_person_ids, identity_row, load_synth_extras
@@ -213,7 +214,8 @@ def prepare_dataset(
     accepted: list[RawRecord] = []
     hashes: list[tuple[str, str, str, tuple[str, ...]]] = []
     mask_counts: dict[str, int] = defaultdict(int)
-    for row in check_rows:
+    # A bar over the images as they are opened and checked (tqdm draws only on a terminal).
+    for row in tqdm(check_rows, total=len(records), desc="prepare", unit="img", disable=None):
         mask_counts[str(row["mask"])] += 1
         if row["reason"]:
             where = f"record {row['index']} ({row['image_path']})"
