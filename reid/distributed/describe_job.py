@@ -17,7 +17,7 @@ from reid.describe.style_store import load_style_book
 from reid.describe.summary import new_run_id, summarise, write_reports
 from reid.describe.table import finished_image_ids
 from reid.describe.worker import RESULT_COLUMNS, DescribeWorker
-from reid.distributed.runtime import ensure_ray
+from reid.distributed.runtime import NO_RESTARTS, ensure_ray, remote_args_allowed
 from reid.storage import resolve
 from reid.storage.config import StorageConfig
 
@@ -62,15 +62,8 @@ def describe_dataset(uri: str, cfg: DescribeConfig, storage: StorageConfig | Non
     # one batch per block (streaming, no barrier), so every actor gets work even from one shard
     ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
     threads = math.ceil(cfg.concurrency / cfg.actors)
-    ds = ds.map_batches(
-        DescribeWorker,
-        fn_constructor_kwargs={"uri": uri, "cfg": cfg, "style_book": load_style_book(uri, storage),
-                               "threads": threads, "storage": storage, "api_key": api_key},
-        batch_size=cfg.batch_size, num_cpus=ACTOR_CPUS, batch_format="numpy",
-        # two batches at a time per actor share its thread pool: the tail of one overlaps the next's start
-        compute=ray.data.ActorPoolStrategy(size=cfg.actors, max_concurrent_calls_per_actor=2,
-                                           enable_true_multi_threading=True, max_tasks_in_flight_per_actor=3),
-    )
+    with remote_args_allowed():
+        ds = _describe_batches(ds, uri, cfg, storage, threads, api_key)
     results: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for name in RESULT_COLUMNS:
@@ -80,3 +73,18 @@ def describe_dataset(uri: str, cfg: DescribeConfig, storage: StorageConfig | Non
                         wall_s=time.perf_counter() - started, concurrency=cfg.concurrency)
     summary["report"] = write_reports(uri, summary, storage)
     return summary
+
+
+def _describe_batches(ds: Any, uri: str, cfg: DescribeConfig, storage: StorageConfig | None, threads: int,
+                      api_key: str | None) -> Any:
+    """The actor-pool stage: :class:`DescribeWorker` over batches of ``cfg.batch_size`` records."""
+    return ds.map_batches(
+        DescribeWorker,
+        fn_constructor_kwargs={"uri": uri, "cfg": cfg, "style_book": load_style_book(uri, storage),
+                               "threads": threads, "storage": storage, "api_key": api_key},
+        batch_size=cfg.batch_size, num_cpus=ACTOR_CPUS, batch_format="numpy",
+        **NO_RESTARTS,  # a lost actor fails the job; a rerun asks only for the images not yet written
+        # two batches at a time per actor share its thread pool: the tail of one overlaps the next's start
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors, max_concurrent_calls_per_actor=2,
+                                           enable_true_multi_threading=True, max_tasks_in_flight_per_actor=3),
+    )

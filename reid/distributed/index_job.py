@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from reid.data.records import explode_identity
 from reid.data.transforms import decode_image, eval_transform, resize
-from reid.distributed.runtime import ensure_ray
+from reid.distributed.runtime import NO_RESTARTS, ensure_ray, remote_args_allowed
 from reid.evaluation.descriptions import load_gallery_descriptions
 from reid.evaluation.gallery_index import (
     MANIFEST_FILE,
@@ -126,10 +126,11 @@ def _embed_pending(checkpoint: str, pending: dict[str, Any], counts: dict[str, i
                                    "person_id": r["person_id"], "image": r["image"],
                                    "description": descriptions.get(r["image_id"]) or ""}
                                   for r in explode_identity(row)])
-    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"checkpoint": checkpoint, "batch_size": batch_size,
-                                                        "thumb_size": tuple(thumb_size), "storage": storage},
-                        batch_size=batch_size, batch_format="numpy", num_gpus=gpus or None,
-                        compute=ray.data.ActorPoolStrategy(size=max(1, actors)))
+    with remote_args_allowed():  # a lost actor fails the build; a rerun embeds only the shards not yet written
+        ds = ds.map_batches(Embedder, fn_constructor_kwargs={"checkpoint": checkpoint, "batch_size": batch_size,
+                                                            "thumb_size": tuple(thumb_size), "storage": storage},
+                            batch_size=batch_size, batch_format="numpy", num_gpus=gpus or None,
+                            compute=ray.data.ActorPoolStrategy(size=max(1, actors)), **NO_RESTARTS)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     dim = 0
     with tqdm(total=sum(counts.values()), desc="index", unit="img", disable=None if progress else True) as bar:

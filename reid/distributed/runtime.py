@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
 
@@ -62,6 +65,7 @@ def _quiet_ray(chatty: bool) -> None:
 
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": by us
     ray.data.DataContext.get_current().enable_progress_bars = False
     log.info("Ray's and the workers' logs: %s", ray_log_dir())
 
@@ -78,3 +82,18 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+NO_RESTARTS = {"max_restarts": 0}  # actor-pool stages whose jobs resume by their own output
+
+
+@contextmanager
+def remote_args_allowed() -> Iterator[None]:
+    """Around ``map_batches(..., **NO_RESTARTS)``: Ray Data passes an actor pool's stage by reference, so Ray
+    warns (on the console, from C++) that a restarted actor could not rebuild it unless restarts are off; Ray
+    2.60 (pinned) has no named parameter for that and flags ``ray_remote_args`` as deprecated."""
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RayDeprecationWarning)
+        yield
