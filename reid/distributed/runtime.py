@@ -63,7 +63,7 @@ def _quiet_ray(chatty: bool) -> None:
         return
     import ray.data
 
-    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+    for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": by us
     ray.data.DataContext.get_current().enable_progress_bars = False
