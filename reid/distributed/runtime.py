@@ -39,7 +39,7 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = True) -> None:
         return
     log.info("starting a local Ray (num_cpus=%s)", num_cpus)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    port = _free_port() if dashboard else None
+    port = free_port() if dashboard else None
     if port is not None:
         # The state API (Ray Train's placement-group cleaner uses it) finds its cluster from the environment,
         # and another Ray on the host would confuse its search; every process this Ray starts inherits this.
@@ -78,7 +78,8 @@ def ray_log_dir() -> str:
         return "the Ray nodes' /tmp/ray/session_latest/logs"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -5,7 +5,6 @@ headless Chromium."""
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,15 +15,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
 from conftest import COLOURS, tiny_config, write_colour_dataset  # noqa: E402
 
+from reid.distributed.runtime import free_port  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _describe_colours(dataset: Path) -> None:
@@ -64,7 +59,7 @@ def service(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     result, _ = train_local(config, root / "run")
     index = build_index(result.best_uri, str(dataset), "train", str(root / "index"), thumb_size=(64, 32),
                         progress=False)
-    port = _free_port()
+    port = free_port()
     url = serve_index(str(root / "index"), host="127.0.0.1", port=port, blocking=False)
     yield {"url": url, "index": str(root / "index"), "checkpoint": result.best_uri, "manifest": index,
            "dataset": dataset, "root": root}
@@ -156,7 +151,7 @@ def test_an_index_built_with_another_checkpoint_is_refused(service: dict) -> Non
     shutil.copytree(service["checkpoint"], other)
     (other / "config.yaml").write_text((other / "config.yaml").read_text() + "\n")  # rewritten: other files
     with pytest.raises(IndexMismatchError, match="was built with checkpoint"):
-        serve_index(service["index"], checkpoint=str(other), port=_free_port(), blocking=False)
+        serve_index(service["index"], checkpoint=str(other), port=free_port(), blocking=False)
 
 
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="Debian's chromium and chromium-driver")
