@@ -16,10 +16,12 @@ import logging
 from importlib import resources
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
+from reid.evaluation.topk import ApproxIndex, exact_topk
 from reid.storage.config import StorageConfig
 
 logger = logging.getLogger(__name__)
@@ -77,17 +79,13 @@ class SearchService:
 
     def __init__(self, encoder: Any, index_uri: str, checkpoint: str, approx: str | None = None,
                  storage: StorageConfig | None = None) -> None:
-        import numpy as np
-
         from reid.evaluation.gallery_index import read_index
-        from reid.evaluation.topk import ApproxIndex
 
         self.encoder = encoder
         self.index = read_index(index_uri, storage)
         self.index.check_checkpoint(checkpoint, storage)
         self.approx = ApproxIndex.build(self.index.embeddings, approx) if approx else None
         self.page = resources.files("reid.distributed").joinpath("static", "search.html").read_text()
-        self.np = np
 
     @app.get("/healthz")
     def healthz(self) -> dict[str, Any]:
@@ -111,12 +109,10 @@ class SearchService:
             return parsed
         text, top = parsed
         query = await self.encoder.encode.remote(text)
-        vector = self.np.asarray([query["embedding"]], dtype=self.np.float32)
+        vector = np.asarray([query["embedding"]], dtype=np.float32)
         if self.approx is not None:
             scores, order = self.approx.search(vector, top)
         else:
-            from reid.evaluation.topk import exact_topk
-
             scores, order = exact_topk(vector, self.index.embeddings, top)
         hits = [{"image_id": self.index.image_ids[i], "person_id": int(self.index.person_ids[i]),
                  "score": float(s), "description": self.index.descriptions[i]}
