@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
+from reid.distributed.checkpoint_restore import staged_checkpoint
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.portable import portable_config
 from reid.distributed.progress import QueueProgress, run_with_progress
@@ -72,15 +74,23 @@ class RayTrainContext:
     def __init__(self) -> None:
         ctx = ray.train.get_context()
         self.world_rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.local_rank = ctx.get_local_rank()
         self.device = ray.train.torch.get_device()
-        self._restored: str | None = None
 
-    def restored_checkpoint(self) -> str | None:
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return None
-        self._restored = checkpoint.to_directory()
-        return self._restored
+    @contextlib.contextmanager
+    def restored_checkpoint(self) -> Iterator[str | None]:
+        """Ray Train's checkpoint to resume from, downloaded once per node and read by every local rank
+        (:func:`reid.distributed.checkpoint_restore.staged_checkpoint`)."""
+        with staged_checkpoint(ray.train.get_checkpoint(), self.local_rank, self._barrier) as directory:
+            yield directory
+
+    def _barrier(self) -> None:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or self.world_size < 2:
+            return
+        if self.device.type == "cuda":  # NCCL's barrier runs on the rank's own device
+            torch.distributed.barrier(device_ids=[self.device.index or 0])
+        else:
+            torch.distributed.barrier()
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None) -> None:
         checkpoint = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None

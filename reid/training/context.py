@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 class TrainContext(Protocol):
     """What the loop needs from its runner (Ray Train or a plain process).
 
-    ``restored_checkpoint()`` is a local directory holding the state to resume from, or None.
+    ``restored_checkpoint()`` is a context manager yielding a local directory holding the state to resume from
+    (or None); every rank enters it, and the files stay complete and unchanged until every rank has left it.
     ``report(metrics, checkpoint_dir)`` is called by every rank at the end of each epoch with the same
     metrics; ``checkpoint_dir`` (a local directory every rank wrote its part into) is persisted by the
     runner before the call returns, and may be deleted afterwards.
@@ -27,7 +29,7 @@ class TrainContext(Protocol):
     world_size: int
     device: torch.device
 
-    def restored_checkpoint(self) -> str | None: ...
+    def restored_checkpoint(self) -> contextlib.AbstractContextManager[str | None]: ...
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None) -> None: ...
 
@@ -49,8 +51,9 @@ class LocalContext:
     reports: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
 
-    def restored_checkpoint(self) -> str | None:
-        return self.resume_from
+    @contextlib.contextmanager
+    def restored_checkpoint(self) -> Iterator[str | None]:
+        yield self.resume_from
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None) -> None:
         self.reports.append(dict(metrics))

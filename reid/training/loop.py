@@ -239,14 +239,15 @@ def _catch_up_tracking(context: TrainContext, parts: LoopParts, state: LoopState
 def _restore(context: TrainContext, parts: LoopParts) -> tuple[LoopState, dict[str, float] | None]:
     """The loop state of the context's checkpoint (engine, balancer and RNG restored) and the metrics of
     its epoch, or a fresh state."""
-    directory = context.restored_checkpoint()
-    if directory is None:
-        return LoopState(), None
-    client = parts.engine.load(directory)
+    with context.restored_checkpoint() as directory:
+        if directory is None:
+            return LoopState(), None
+        client = parts.engine.load(directory)
+        rng_file = os.path.join(directory, RNG_FILE.format(rank=context.world_rank))
+        rng = torch.load(rng_file, weights_only=True) if os.path.exists(rng_file) else None
     parts.balancer.load_state_dict(client["balancer"])
-    rng_file = os.path.join(directory, RNG_FILE.format(rank=context.world_rank))
-    if os.path.exists(rng_file):
-        _set_rng_state(torch.load(rng_file, weights_only=True))
+    if rng is not None:
+        _set_rng_state(rng)
     else:
         logger.warning("checkpoint %s has no RNG state for rank %d", directory, context.world_rank)
     loop = client["loop"]
