@@ -39,5 +39,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise UserFacingError(str(exc)) from exc
     print(f"reid index: {manifest['count']} images of {manifest['gallery']} ({manifest['split']}) embedded with "
-          f"{manifest['checkpoint']} into {args.out} ({len(manifest['shards'])} shards)")
+          f"{manifest['checkpoint']} into {args.out} ({len(manifest['shards'])} shards)\n"
+          f"  {manifest.get('described', 0)} with their identity description, "
+          f"{manifest.get('image_only', manifest['count'])} from the image alone")
     return 0

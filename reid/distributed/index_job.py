@@ -22,6 +22,7 @@ from reid.evaluation.descriptions import load_gallery_descriptions
 from reid.evaluation.gallery_index import (
     MANIFEST_FILE,
     checkpoint_identity,
+    count_described,
     finished_shards,
     gallery_identity,
     index_key,
@@ -53,12 +54,19 @@ class Embedder:
         import torch
 
         images = torch.from_numpy(np.stack([eval_transform(b, self.image_size) for b in batch["image"]]))
-        texts = [t if isinstance(t, str) and t else None for t in batch["description"]]
+        texts = [description_or_none(t) for t in batch["description"]]
         with torch.no_grad():
             embeddings = self.encoder.encode_gallery(images, texts if any(texts) else None).numpy()
         return {"shard": batch["shard"], "image_id": batch["image_id"], "person_id": batch["person_id"],
-                "embedding": list(embeddings.astype(np.float32)), "description": np.array(texts, dtype=object),
+                "embedding": list(embeddings.astype(np.float32)),
+                "description": np.array([t or "" for t in texts], dtype=object),
                 "thumbnail": np.array([_thumbnail(b, self.thumb_size) for b in batch["image"]], dtype=object)}
+
+
+def description_or_none(value: Any) -> str | None:
+    """A description cell as the stream hands it back: a non-empty string, or None for an image embedded alone
+    (Ray Data turns a column of Nones into float NaNs, and an empty string is no description)."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _thumbnail(data: bytes, size: tuple[int, int]) -> bytes:
@@ -108,7 +116,8 @@ def build_index(checkpoint: str, gallery: str, split: str, out: str, storage: St
     if not dim:
         dim = int(pq.read_table(root.join("shards", f"{next(iter(shards))}.parquet").path,
                                 filesystem=root.filesystem).schema.field("embedding").type.list_size)
-    return write_manifest(out, identity, shards, len(index.image_ids), dim, storage)
+    return write_manifest(out, identity, shards, len(index.image_ids), dim, storage,
+                          described=count_described(out, shards, storage))
 
 
 def _embed_pending(checkpoint: str, pending: dict[str, Any], counts: dict[str, int], descriptions: dict[str, Any],
@@ -140,7 +149,7 @@ def _embed_pending(checkpoint: str, pending: dict[str, Any], counts: dict[str, i
                 dim = len(embedding)
                 rows[str(shard)].append({"image_id": str(batch["image_id"][i]), "person_id": int(batch["person_id"][i]),
                                          "embedding": embedding.tolist(), "thumbnail": batch["thumbnail"][i],
-                                         "description": batch["description"][i]})
+                                         "description": description_or_none(batch["description"][i])})
                 if len(rows[str(shard)]) == counts[str(shard)]:
                     write_shard(out, str(shard), rows.pop(str(shard)), dim, key, storage)
             bar.update(len(batch["shard"]))

@@ -3,7 +3,8 @@ text tower) and a search deployment (exact top-k, or a FAISS index for large gal
 and a web page.
 
     POST /search {"text": "...", "top": 10}  -> {"query", "tokens", "truncated", "hits": [{image_id, person_id,
-                                                 score, description}], "search": "exact" | "hnsw" | "ivf"}
+                                                 score, description, with_description}],
+                                                 "search": "exact" | "hnsw" | "ivf"}
     GET  /image/{image_id}                   -> the thumbnail JPEG stored in the index (nothing else is reachable)
     GET  /healthz                            -> {"status": "ok", "images": N}
     GET  /                                   -> the search page
@@ -115,7 +116,8 @@ class SearchService:
         else:
             scores, order = exact_topk(vector, self.index.embeddings, top)
         hits = [{"image_id": self.index.image_ids[i], "person_id": int(self.index.person_ids[i]),
-                 "score": float(s), "description": self.index.descriptions[i]}
+                 "score": float(s), "description": self.index.descriptions[i],
+                 "with_description": self.index.descriptions[i] is not None}
                 for s, i in zip(scores[0].tolist(), order[0].tolist(), strict=True) if i >= 0]
         return {"query": text, "tokens": query["tokens"], "truncated": query["truncated"], "hits": hits,
                 "search": self.approx.kind if self.approx is not None else "exact"}

@@ -3,7 +3,8 @@ and the gallery by their fingerprints, so an index is never served with a model 
 
 Layout::
 
-    <uri>/manifest.json              what was indexed, with what, how many (written last: a complete index)
+    <uri>/manifest.json              what was indexed, with what, how many (in all, with a description, alone;
+                                     written last: a complete index)
     <uri>/shards/<split>/part-NNNNN.parquet   image_id, person_id, embedding [E] float32, thumbnail (JPEG),
                                      description (the identity description the fusion read, or null)
 
@@ -116,11 +117,24 @@ def finished_shards(uri: str, key: str, storage: StorageConfig | None = None) ->
     return done
 
 
+def count_described(uri: str, shards: Iterable[str], storage: StorageConfig | None = None) -> int:
+    """How many images of the written ``shards`` were embedded with an identity description (the rest alone)."""
+    root = resolve(uri, storage)
+    total = 0
+    for name in shards:
+        column = pq.read_table(root.join(SHARDS_DIR, f"{name}.parquet").path, columns=["description"],
+                               filesystem=root.filesystem).column("description")
+        total += len(column) - column.null_count
+    return total
+
+
 def write_manifest(uri: str, identity: dict[str, Any], shards: Iterable[str], count: int, dim: int,
-                   storage: StorageConfig | None = None) -> dict[str, Any]:
-    """The manifest (written last, after every shard): what was indexed with what, and how many."""
+                   storage: StorageConfig | None = None, described: int = 0) -> dict[str, Any]:
+    """The manifest (written last, after every shard): what was indexed with what, and how many images were
+    embedded with their identity description (``described``) and from the image alone (``image_only``)."""
     manifest = {"format": FORMAT, "version": VERSION, **identity, "key": index_key(identity),
-                "shards": sorted(shards), "count": count, "embed_dim": dim,
+                "shards": sorted(shards), "count": count, "described": described, "image_only": count - described,
+                "embed_dim": dim,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     write_json(resolve(uri, storage).join(MANIFEST_FILE), manifest)
     return manifest

@@ -69,6 +69,7 @@ def service(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def test_the_index_names_its_checkpoint_and_gallery(service: dict) -> None:
     manifest = service["manifest"]
     assert manifest["count"] == 24 * 3 and manifest["split"] == "train" and manifest["embed_dim"] == 32
+    assert manifest["described"] == 72 and manifest["image_only"] == 0
     assert manifest["checkpoint"] == service["checkpoint"] and len(manifest["checkpoint_fingerprint"]) == 16
     assert manifest["shards"] == ["train/part-00000"]
 
@@ -190,3 +191,55 @@ def test_the_page_answers_a_typed_query_in_headless_chromium(service: dict) -> N
         driver.save_screenshot(str(service["root"] / "page.png"))
     finally:
         driver.quit()
+
+
+def test_an_undescribed_gallery_is_indexed_and_served_from_the_images_alone(
+        service: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gallery nobody described (the dataset without its descriptions table) and a described one indexed with
+    ``--no-descriptions``: ``reid index`` counts every image as embedded alone, the service serves it, each hit
+    says so, and the ranking is the checkpoint's image-only one."""
+    import numpy as np
+    from ray import serve
+
+    from reid.cli.main import main
+    from reid.distributed.serve_app import serve_index
+    from reid.evaluation.gallery_index import read_index
+    from reid.evaluation.loading import load_encoder
+    from reid.evaluation.topk import exact_topk
+
+    monkeypatch.setenv("REID_LOG_DIR", str(service["root"] / "logs"))
+    undescribed = service["root"] / "undescribed"
+    shutil.copytree(service["dataset"], undescribed, ignore=shutil.ignore_patterns("descriptions"))
+    runs = [("train", undescribed, []), ("test", undescribed, []), ("test", service["dataset"], ["--no-descriptions"]),
+            ("test", service["dataset"], [])]
+    indexes = []
+    serve.delete("reid-search")  # its replicas hold one of the two CPUs the index job's actor and readers need
+    for split, gallery, extra in runs:
+        out = service["root"] / f"index-{len(indexes)}"
+        assert main(["index", "--checkpoint", service["checkpoint"], "--gallery", str(gallery), "--split", split,
+                     "--out", str(out), "--thumb", "32x16", *extra]) == 0
+        indexes.append(read_index(str(out)))
+    printed = capsys.readouterr().out
+    assert printed.count("0 with their identity description, 36 from the image alone") == 2, printed
+    assert "0 with their identity description, 72 from the image alone" in printed
+    assert "36 with their identity description, 0 from the image alone" in printed
+    for index in indexes[:3]:
+        assert index.manifest["image_only"] == index.manifest["count"] and set(index.descriptions) == {None}
+    np.testing.assert_allclose(indexes[1].embeddings, indexes[2].embeddings, atol=1e-5)  # alone is alone
+    assert np.abs(indexes[2].embeddings - indexes[3].embeddings).max() > 1e-3  # the description moves them
+
+    encoder, _ = load_encoder(service["checkpoint"], "cpu", 16, None)
+    url = serve_index(str(service["root"] / "index-0"), host="127.0.0.1", port=int(service["url"].rsplit(":", 1)[1]),
+                      blocking=False)
+    try:
+        assert requests.get(f"{url}/healthz", timeout=60).json() == {"status": "ok", "images": 72}
+        text = "a person wearing a red shirt and blue trousers"
+        answer = requests.post(f"{url}/search", json={"text": text, "top": 5}, timeout=60).json()
+        assert [h["with_description"] for h in answer["hits"]] == [False] * 5
+        assert all(h["description"] is None for h in answer["hits"])
+        _, order = exact_topk(encoder.encode_text([text]).numpy().astype(np.float32), indexes[0].embeddings, 5)
+        assert [h["image_id"] for h in answer["hits"]] == [indexes[0].image_ids[i] for i in order[0]]
+        image = requests.get(f"{url}/image/{answer['hits'][0]['image_id']}", timeout=60)
+        assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+    finally:
+        serve_index(service["index"], host="127.0.0.1", port=int(service["url"].rsplit(":", 1)[1]), blocking=False)
