@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     p, k = config.data.batch.p, config.data.batch.k
     print(f"  one training epoch: {s.batches} batches of P x K = {p} x {k}, {s.images} images, "
           f"{s.images_per_s:.0f} images/s; identity-balanced: {'yes' if s.pk_ok else 'NO'}")
-    for key, shape in s.batch_shapes.items():
-        print(f"    {key:14s} {shape}")
+    for key, shape in s.batch_shapes.items():  # the log file's, not the console's
+        logger.info("batch tensor %-14s %s", key, shape)
     if s.training is not None:
         print("\n".join(s.training.lines()))
     return 0 if s.pk_ok else 1

@@ -35,8 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in subparsers.choices.values():
         add_common_options(sub)
         if sub.formatter_class is argparse.HelpFormatter:
-            sub.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # --help shows each default
+            sub.formatter_class = DefaultsOnceFormatter
     return parser
+
+
+class DefaultsOnceFormatter(argparse.HelpFormatter):
+    """``--help`` says each option's default once: appended unless the help text already names it, and not for a
+    required option, a positional argument, a switch, or an option whose default is nothing (None, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or action.required or not action.option_strings:
+            return text
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or action.nargs == 0:
+            return text
+        if isinstance(default, list | tuple) and not default:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

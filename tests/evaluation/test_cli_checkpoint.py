@@ -80,6 +80,14 @@ def test_help_shows_defaults_and_small_models_count_in_thousands() -> None:
     from reid.cli.main import build_parser
     from reid.models.factory import human_count
 
-    help_text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
-    assert "(default: test)" in help_text
+    commands = build_parser()._subparsers._group_actions[0].choices
+    help_text = commands["evaluate"].format_help()
+    assert help_text.count("(default: test)") == 1 and "(default: auto)" in help_text
+    assert "(default: 1)" in commands["index"].format_help()  # --actors: a default nobody wrote by hand
+    for name, command in commands.items():  # each default said once; none for a required option or a None
+        assert "(default: None)" not in command.format_help(), name
+        for action in command._actions:
+            said = command._get_formatter()._expand_help(action) if action.help else ""
+            assert said.count("default") <= 1, (name, action.dest, said)
+            assert not (action.required and "(default:" in said), (name, action.dest)
     assert [human_count(n) for n in (512, 84_210, 275_419_906)] == ["512", "84.2K", "275.4M"]
