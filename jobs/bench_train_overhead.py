@@ -34,14 +34,14 @@ def run_steps(config: Config, engine_name: str, steps: int, warmup: int, threads
     from dataclasses import replace
 
     from reid.losses.objective import compute_losses, create_balancer
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
     from reid.training.setup import build_engine, seed_everything
 
     torch.set_num_threads(threads)
     config = replace(config, train=replace(config.train, engine=engine_name, workers=1))
     batches = build_batches(config, steps + warmup)
     seed_everything(config.seed, False)
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+    model = create_model(config)
     engine = build_engine(config, model, steps + warmup, 1)
     balancer = create_balancer(config.loss, config.gradnorm, config.model.bdam.enabled,
                                config.model.bdam.gate)

@@ -47,10 +47,10 @@ def parameter_counts(config) -> dict[str, float]:
     import torch
 
     from reid.models.encoders import count_parameters
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
 
     with torch.device("meta"):
-        model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+        model = create_model(config)
     parts = {"total": model, "vision": model.image_encoder, "text": model.text_encoder, "bdam": model.bdam,
              "fusion": model.fusion}
     return {name: count_parameters(part) / 1e6 for name, part in parts.items()}

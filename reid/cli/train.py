@@ -54,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
 def summary_lines(outcome) -> list[str]:
     """The end of ``reid train``: best epoch on validation, test metrics, where the run and its logs are."""
     from reid.cli.console import log_file
+    from reid.evaluation.table import gallery_mode_lines
     from reid.evaluation.table import metrics_line as metrics
 
     best = "none" if outcome.best_epoch is None else outcome.best_epoch + 1  # 1-based, as the epoch lines
     lines = [f"reid train: {'finished' if outcome.finished else 'stopped early'}; best epoch {best} on validation "
              f"({metrics(outcome.val_metrics)})"]
     if outcome.test_metrics:
-        lines.append(f"  test (best checkpoint): {metrics(outcome.test_metrics)}")
+        lines += gallery_mode_lines(outcome.test_metrics, "  test (best checkpoint)")
     lines += [f"  best checkpoint: {outcome.best_uri}", f"  run: {outcome.run_uri}"]
     if outcome.mlflow_run_id:
         lines.append(f"  MLflow run: {outcome.mlflow_run_id}")

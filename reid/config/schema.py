@@ -8,6 +8,7 @@ from reid.data.config import DataConfig
 from reid.describe.config import DescribeConfig, StylesConfig
 from reid.evaluation.config import EvalConfig
 from reid.losses.config import GradNormConfig, LossConfig
+from reid.models.backbone_spec import check_image_backbone
 from reid.models.config import ModelConfig
 from reid.storage.config import StorageConfig
 from reid.training.config import OptimConfig, TrackingConfig, TrainConfig
@@ -37,6 +38,8 @@ class Config:
             # GradNorm differentiates each task loss w.r.t. whole shared parameters; ZeRO-3 partitions them
             raise ValueError("train.zero_stage 3 partitions the parameters GradNorm differentiates; use ZeRO 0-2 "
                              "with gradnorm.enabled, or set gradnorm.enabled=false (fixed task weights)")
+        check_image_backbone(self.model.vision_name_or_path, self.model.vision_config, self.model.vision_stem,
+                             tuple(self.data.image_size))
         if self.uses_parts and self.loss.local_align <= 0:
             raise ValueError(f"model.local_align.kind={self.model.local_align.kind!r} needs loss.local_align > 0 "
                              "(its weight); set model.local_align.kind=none to train without local alignment")

@@ -12,7 +12,7 @@ from reid.distributed.describe_job import describe_dataset
 from reid.distributed.tracking import tracking_uri
 from reid.distributed.train_job import PICTURES_DIR, TrainOutcome, run_uri, train
 from reid.evaluation.search import SearchResult
-from reid.evaluation.table import metrics_line
+from reid.evaluation.table import gallery_mode_lines, metrics_line
 from reid.storage import exists, resolve
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,15 @@ class DemoTraining:
                  f"{self.seconds['describe']:.0f} s)",
                  f"  trained {self.seconds['train']:.0f} s; best epoch {_one_based(outcome.best_epoch)} on "
                  f"validation ({metrics_line(outcome.val_metrics)})",
-                 f"  test (best checkpoint): {metrics_line(outcome.test_metrics)}",
+                 *gallery_mode_lines(outcome.test_metrics, "  test (best checkpoint)"),
                  f"  best checkpoint: {self.outcome.best_uri}",
                  f"  MLflow: {self.mlflow_uri} (run {self.outcome.mlflow_run_id})"]
         if self.pictures_uri:
             lines.append(f"  pictures: {self.pictures_uri}")
         if self.search is not None:
             truth = "" if self.search.truth_pid is None else f" (a test caption of person {self.search.truth_pid})"
-            lines += [f"  search: {self.search_command}", f"    query{truth}: {self.search.query!r}"]
+            lines += [f"  search (gallery of images alone): {self.search_command}",
+                      f"    query{truth}: {self.search.query!r}"]
             for hit in self.search.hits:
                 mark = "" if hit.correct is None else ("right" if hit.correct else "wrong")
                 lines.append(f"    #{hit.rank}  score {hit.score:.3f}  person {hit.person_id:>4}  {mark:5}  "
@@ -62,7 +63,7 @@ class DemoTraining:
         if self.outcome.best_uri:
             index = self.outcome.run_uri.rsplit("/checkpoints/", 1)[0] + "/index"
             lines.append(f"  serve it: reid index --checkpoint {self.outcome.best_uri} --gallery {self.gallery} "
-                         f"--out {index} && reid serve --index {index}")
+                         f"--no-descriptions --out {index} && reid serve --index {index}")
         return lines
 
 
@@ -103,7 +104,8 @@ def describe_train_evaluate(config: Config, workdir_uri: str) -> DemoTraining:
 
 
 def demo_search(config: Config, checkpoint_uri: str, sheet_uri: str) -> tuple[SearchResult, str]:
-    """``reid search`` with the first test caption on the test gallery: its result and the command line."""
+    """``reid search --no-descriptions`` with the first test caption on the test gallery (ranked by pixels, as a
+    gallery nobody described is): its result and the command line."""
     from reid.evaluation.loading import load_encoder
     from reid.evaluation.search import search_gallery
     from reid.evaluation.split_reader import read_split_index
@@ -113,8 +115,8 @@ def demo_search(config: Config, checkpoint_uri: str, sheet_uri: str) -> tuple[Se
     encoder, ckpt_config = load_encoder(checkpoint_uri, "auto", config.data.eval_batch_size, config.storage)
     result = search_gallery(encoder, query, config.data.uri, split, ckpt_config.data.image_size,
                             checkpoint_id=checkpoint_uri, top=SEARCH_TOP, sheet_uri=sheet_uri,
-                            batch_size=config.data.eval_batch_size, use_descriptions=config.data.use_descriptions,
+                            batch_size=config.data.eval_batch_size, use_descriptions=False,
                             storage=config.storage, progress=False)
     command = (f"reid search --checkpoint {checkpoint_uri} --gallery {config.data.uri} --split {split} "
-               f"--top {SEARCH_TOP} --sheet {sheet_uri} \"{query}\"")
+               f"--top {SEARCH_TOP} --no-descriptions --sheet {sheet_uri} \"{query}\"")
     return result, command

@@ -17,16 +17,20 @@ class EvalConfig:
     images of its person in the outfit its caption describes (needs outfit ids, as synthetic data has).
     ``probes``: at every validation, fit linear attribute probes on the training images' BDAM features and
     score them on the validation images (datasets with ground-truth attributes only; ``probe/*`` metrics).
+    ``image_only``: validation and test of a described gallery also rank it embedded from the images alone
+    (``image_R1`` ...), the way a gallery nobody described is searched; ``select_metric`` may pick either.
     """
 
     chunk_size: int = 1024
-    select_metric: Literal["R1", "R5", "R10", "mAP", "mINP"] = "R1"
+    select_metric: Literal["R1", "R5", "R10", "mAP", "mINP", "image_R1", "image_R5", "image_R10", "image_mAP",
+                           "image_mINP"] = "R1"
     image_to_text: bool = False
     rank_backend: Literal["auto", "numba", "torch"] = "auto"
     embedding_cache: str = "runs/cache/embeddings"
     search_top: int = 10
     protocol: Literal["standard", "cc"] = "standard"
     probes: bool = True
+    image_only: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:

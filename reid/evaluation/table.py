@@ -28,3 +28,13 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str
 def metrics_line(values: Mapping[str, float], columns: Sequence[str] = METRIC_COLUMNS) -> str:
     """``R1 79.6  R5 92.9  R10 96.5  mAP 78.2  mINP 59.0``: the metrics present, in the usual order."""
     return "  ".join(f"{c} {values[c]:.1f}" for c in columns if c in values)
+
+
+def gallery_mode_lines(values: Mapping[str, float], label: str) -> list[str]:
+    """``label`` and the metrics, one line per gallery mode: the gallery fused with its descriptions and the
+    same images alone (the ``image_*`` metrics), or one line when the gallery had no descriptions."""
+    alone = {k.removeprefix("image_"): v for k, v in values.items() if k.startswith("image_")}
+    if not alone:
+        return [f"{label}: {metrics_line(values)}"]
+    return [f"{label}, gallery with descriptions: {metrics_line(values)}",
+            f"{label}, gallery of images alone:   {metrics_line(alone)}"]

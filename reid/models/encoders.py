@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, ViTConfig, ViTModel
 
+from reid.models.image_backbone import ImageBackbone
 from reid.pretrained import resolve_name_or_path
 
 logger = logging.getLogger(__name__)
@@ -18,8 +19,13 @@ logger = logging.getLogger(__name__)
 _PROVENANCE_KEYS = ("_name_or_path", "architectures", "transformers_version", "auto_map", "dtype")
 
 
-class ImageEncoder(nn.Module):
-    """A ViT returning every token: ``[B, 3, H, W]`` normalised pixels -> ``[B, L, D]`` (L = 1 + patches)."""
+class ImageEncoder(ImageBackbone):
+    """A ViT returning every token: ``[B, 3, H, W]`` normalised pixels -> ``[B, L, D]`` (L = 1 + patches; the
+    [CLS] token first)."""
+
+    prefix_tokens = 1
+    default_mean = (0.5, 0.5, 0.5)  # ViT-B/16 (google) normalisation
+    default_std = (0.5, 0.5, 0.5)
 
     def __init__(self, vit: ViTModel) -> None:
         super().__init__()
@@ -42,6 +48,9 @@ class ImageEncoder(nn.Module):
     def patch_size(self) -> tuple[int, int]:
         """``(p_h, p_w)`` pixels per patch."""
         return _patch_size(self.vit.config)
+
+    def architecture(self) -> dict[str, Any]:
+        return architecture_dict(self)
 
     def add_mask_token(self) -> None:
         """Give the patch embedding a learnable mask token (zero-init), so :meth:`forward` can mask patches."""
@@ -157,7 +166,8 @@ def build_text_encoder(
 
 
 def architecture_dict(encoder: ImageEncoder | TextEncoder) -> dict[str, Any]:
-    """The encoder's Hugging Face config as plain JSON types, enough to rebuild it without its weights."""
+    """The encoder's Hugging Face config as plain JSON types, enough to rebuild it without its weights (for a
+    ViT: ``model.vision_config`` with its ``model_type``)."""
     model = encoder.vit if isinstance(encoder, ImageEncoder) else encoder.model
     data = json.loads(model.config.to_json_string(use_diff=True))
     for key in _PROVENANCE_KEYS:

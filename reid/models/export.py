@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
 from reid.models.encoders import architecture_dict
-from reid.models.factory import build_model
+from reid.models.factory import create_model
 from reid.models.reid_model import ReidModel
 from reid.models.retrieval import build_tokenizer
 from reid.storage import Location, exists, list_files, read_bytes, resolve, write_bytes, write_json
@@ -79,7 +79,7 @@ def load_inference_checkpoint(uri: str, storage: StorageConfig | None = None) ->
     """The model (on the CPU, eval mode) and config written by :func:`save_inference_checkpoint`."""
     loc = resolve(uri, storage)
     config = read_checkpoint_config(uri, storage)
-    model = build_model(config.model, config.data.image_size, config.data.max_text_length, config.loss.image_decoding)
+    model = create_model(config)
     safetensors_loc, pt_loc = loc.join(WEIGHT_FILES["safetensors"]), loc.join(WEIGHT_FILES["pt"])
     if exists(safetensors_loc):
         state = load_safetensors(read_bytes(safetensors_loc))
@@ -123,7 +123,7 @@ def inference_config(model: ReidModel, config: Config) -> Config:
     model_cfg = dataclasses.replace(
         config.model,
         vision_name_or_path=None,
-        vision_config=architecture_dict(model.image_encoder),
+        vision_config=model.image_encoder.architecture(),
         text_name_or_path=None,
         text_config=architecture_dict(model.text_encoder),
     )

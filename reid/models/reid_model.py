@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid.models.bdam import Bdam
-from reid.models.encoders import ImageEncoder, TextEncoder
+from reid.models.encoders import TextEncoder
+from reid.models.image_backbone import ImageBackbone
 from reid.models.image_decoding import ImageDecoder, patch_targets, random_patch_mask
 from reid.models.part_regions import part_coverage
 
@@ -19,9 +20,9 @@ from reid.models.part_regions import part_coverage
 class ReidModel(nn.Module):
     """Query side: caption -> text encoder -> pooled -> ``text_proj`` -> ``[B, E]`` (DESIGN 3.4).
 
-    Gallery side: image -> ViT tokens ``[B, L, D]`` -> BDAM (gated identity tokens) -> fusion with the
-    identity description's tokens -> ``[B, E]``. Without BDAM (``bdam=None``) the encoder tokens go to
-    fusion and their mean is ``f_id``. Score = cosine of the two embeddings.
+    Gallery side: image -> backbone tokens ``[B, L, D]`` (:mod:`reid.models.image_backbone`) -> BDAM (gated
+    identity tokens) -> fusion with the identity description's tokens -> ``[B, E]``. Without BDAM
+    (``bdam=None``) the encoder tokens go to fusion and their mean is ``f_id``. Score = cosine of the two embeddings.
 
     Images arrive as uint8 ``[B, 3, H, W]`` (or float in [0, 1]) and are normalised here with
     ``image_mean`` / ``image_std``. ``fusion`` is any module with the interface of
@@ -36,7 +37,7 @@ class ReidModel(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoder,
+        image_encoder: ImageBackbone,
         text_encoder: TextEncoder,
         bdam: Bdam | None,
         fusion: nn.Module,
@@ -55,6 +56,7 @@ class ReidModel(nn.Module):
         if not 0.0 <= description_dropout < 1.0:
             raise ValueError(f"description_dropout must lie in [0, 1), got {description_dropout}")
         self.description_dropout = description_dropout
+        self.pretrained_prefixes: tuple[str, ...] = ()  # parameter-name prefixes of pretrained parts (the factory's)
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.bdam = bdam
@@ -79,7 +81,9 @@ class ReidModel(nn.Module):
         ``id_desc_ids``/``id_desc_mask``/``has_id_desc`` and ``clo_desc_ids``/``clo_desc_mask``/
         ``has_clo_desc``. Returns ``query_emb``, ``gallery_emb``, ``clo_proj``, ``clo_text_emb`` [B, E]
         (projections, not normalised); ``f_id_gate``, ``f_clo_gate``, ``bdam_gate`` [B, D];
-        ``has_clo_desc``, ``w_img``, ``w_txt`` [B]. Clothing outputs are None without BDAM,
+        ``has_clo_desc``, ``w_img``, ``w_txt`` [B]. In training, when the gallery embedding fused descriptions,
+        ``gallery_emb_image`` [B, E] is the embedding of the same images alone (else None: ``gallery_emb`` is
+        that already). Clothing outputs are None without BDAM,
         ``bdam_gate`` without a gate, ``clo_text_emb`` when the batch has no clothing descriptions.
         ``clo_proj`` projects the ungated pooled clothing feature hat f_clo (eq. 1); ``clo_text_emb`` is
         the clothing description through the query's text projection (the same embedding space).
@@ -109,11 +113,13 @@ class ReidModel(nn.Module):
         if has_clo is None:
             has_clo = torch.zeros(size, dtype=torch.bool, device=images.device)
         clo_proj = self.clo_proj(bdam_out.f_clo) if bdam_out is not None and self.clo_proj is not None else None
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"gallery_emb_image": None}
+        if id_desc is not None and self.training:  # the same images alone: the gallery no MLLM has described
+            extra["gallery_emb_image"] = self.fusion(gallery["id_tokens"], None, None, None)["embedding"]
         if self.local_aligner is not None and "part_labels" in batch:
-            extra["local_parts"] = self._local_parts(gallery["tokens"][:, 1:], batch)
+            extra["local_parts"] = self._local_parts(self._grid_tokens(gallery["tokens"]), batch)
         if self.image_decoder is not None and self.training:
-            extra.update(self._decode(images, gallery["tokens"][:, 1:], encoded[0][0], texts[0][1]))
+            extra.update(self._decode(images, self._grid_tokens(gallery["tokens"]), encoded[0][0], texts[0][1]))
         return {
             **extra,
             "query_emb": self.text_proj(encoded[0][1]),
@@ -157,7 +163,7 @@ class ReidModel(nn.Module):
     def shared_parameters(self) -> list[nn.Parameter]:
         """The last layer every task's loss passes through, for GradNorm's per-task gradient norms.
 
-        That is the vision encoder's final LayerNorm (weight and bias): all image-side terms (InfoNCE
+        That is the image backbone's final LayerNorm (weight and bias): all image-side terms (InfoNCE
         through the gallery embedding, triplet, adversarial, HSIC, gate regularisation) read its output.
         """
         return list(self.image_encoder.final_norm.parameters())
@@ -195,8 +201,12 @@ class ReidModel(nn.Module):
         fused = self.fusion(id_tokens, desc_tokens, desc_mask, has_desc)
         return {
             "embedding": fused["embedding"], "w_img": fused["w_img"], "w_txt": fused["w_txt"],
-            "f_id_gate": f_id_gate, "bdam": bdam_out, "tokens": tokens,
+            "f_id_gate": f_id_gate, "bdam": bdam_out, "tokens": tokens, "id_tokens": id_tokens,
         }
+
+    def _grid_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The grid cells' tokens ``[B, h*w, D]`` of the backbone's output (its prefix tokens, a ViT's [CLS], off)."""
+        return tokens[:, self.image_encoder.prefix_tokens:]
 
     def _local_parts(self, patch_tokens: torch.Tensor, batch: Mapping[str, Any]) -> Any:
         """Pair scores of each part class (SAP-SAM Table 6) from patch tokens ``[B, L, D]`` and the batch's
@@ -228,7 +238,7 @@ class ReidModel(nn.Module):
         masked = random_patch_mask(b, length, self.mask_ratio, device=patch_tokens.device)
         pixels = self.normalize_images(images)
         if self.image_decoding == "after_pe":
-            tokens = self.image_encoder(pixels, masked_patches=masked)[:, 1:]
+            tokens = self._grid_tokens(self.image_encoder(pixels, masked_patches=masked))
         else:
             tokens = self.image_decoder.mask_features(patch_tokens, masked)
         predicted = self.image_decoder(tokens, caption_tokens.to(tokens.dtype), caption_mask)

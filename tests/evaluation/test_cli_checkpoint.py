@@ -17,14 +17,14 @@ from reid.evaluation.loading import load_encoder
 from reid.evaluation.ranking import rank_embeddings
 from reid.evaluation.split_reader import read_images, read_split_index
 from reid.models.export import save_inference_checkpoint
-from reid.models.factory import build_model
+from reid.models.factory import create_model
 
 
 @pytest.fixture()
 def checkpoint(tmp_path: Path) -> Path:
     config = load_config("pkg://tiny")  # random-init tiny encoders, 64x32 images
     torch.manual_seed(0)
-    model = build_model(config.model, config.data.image_size, config.data.max_text_length)
+    model = create_model(config)
     save_inference_checkpoint(model, config, str(tmp_path / "ckpt"))
     return tmp_path / "ckpt"
 
@@ -61,7 +61,7 @@ def test_evaluate_and_search_on_a_saved_checkpoint(dataset: Path, checkpoint: Pa
 def test_evaluate_defaults_to_the_checkpoints_dataset(dataset: Path, tmp_path: Path) -> None:
     config = load_config("pkg://tiny", [f"data.uri={dataset}"])
     torch.manual_seed(0)
-    model = build_model(config.model, config.data.image_size, config.data.max_text_length)
+    model = create_model(config)
     save_inference_checkpoint(model, config, str(tmp_path / "ckpt"))
     common = ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--no-progress", "--device", "cpu"]
     assert main([*common, "--output", str(tmp_path / "a.json")]) == 0

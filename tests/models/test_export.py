@@ -13,7 +13,7 @@ import yaml
 from reid.config import Config
 from reid.models.config import BdamConfig, FusionConfig, ModelConfig
 from reid.models.export import load_checkpoint_tokenizer, load_inference_checkpoint, save_inference_checkpoint
-from reid.models.factory import build_model
+from reid.models.factory import create_model
 from reid.models.reid_model import ReidModel
 from reid.models.retrieval import build_tokenizer
 from reid.storage.config import StorageConfig
@@ -39,7 +39,7 @@ def _config(text_name: str | None = None) -> Config:
 
 def _model(config: Config) -> ReidModel:
     torch.manual_seed(0)
-    model = build_model(config.model, config.data.image_size, config.data.max_text_length)
+    model = create_model(config)
     with torch.no_grad():  # move every parameter off its initial value so a missed tensor shows
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))

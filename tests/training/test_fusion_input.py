@@ -57,14 +57,14 @@ def test_the_modality_picture_reads_each_images_description(colour_dataset: Path
     image-only path's, all w_img = 1)."""
     import torch
 
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
     from reid.models.retrieval import TextImageEncoder, build_tokenizer
     from reid.training.pictures import _gallery_features
 
     oracle = _with_descriptions(colour_dataset, tmp_path, "oracle")
     shutil.rmtree(oracle / "identities" / "train")  # keep the gallery split small
     config = make_config(f"data.uri={oracle}", "data.use_descriptions=true", "model.fusion.kind=mamba")
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).eval()
+    model = create_model(config).eval()
     encoder = TextImageEncoder(model, build_tokenizer(config.data.tokenizer), config.data.max_text_length, "cpu")
     features = _gallery_features(model, config, "test", torch.device("cpu"), encoder)
     assert not features.has_description.any()  # the descriptions written above are of train images only

@@ -18,7 +18,7 @@ from reid.describe.runner import describe_dataset_local
 from reid.describe.schema import PARTS
 from reid.distributed.prepare_job import prepare_dataset
 from reid.losses import compute_losses
-from reid.models.factory import build_model
+from reid.models.factory import create_model
 from reid.training.batches import InMemoryBatches
 from reid.training.loop import to_tensors
 from reid.training.setup import load_training_descriptions, train_local
@@ -79,8 +79,7 @@ def fixed_batch(config: Config) -> dict[str, torch.Tensor]:
 
 def own_loss_curve(config: Config, batch: dict[str, torch.Tensor], term: str, steps: int = 20) -> list[float]:
     torch.manual_seed(0)
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length,
-                        config.loss.image_decoding)
+    model = create_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     curve = []
     for step in range(steps):
@@ -110,7 +109,7 @@ def test_each_decoding_strategy_lowers_its_own_loss_on_a_fixed_batch(dataset: st
 def test_an_image_without_a_part_adds_no_term_for_it(dataset: str) -> None:
     config = config_for(dataset, "model.local_align.kind=elca")
     batch = fixed_batch(config)
-    model = build_model(config.model, tuple(config.data.image_size), config.data.max_text_length).eval()
+    model = create_model(config).eval()
     clothes = PARTS.index("clothes")
     with torch.no_grad():
         before = model(batch)["local_parts"]
