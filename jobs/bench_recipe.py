@@ -1,13 +1,14 @@
-"""The learning recipe, row by row: what each change does to test R1 of the demo-size model trained from
-scratch on 2 CPU cores, in both gallery modes (image + identity description; image only).
+"""The learning recipe, row by row: what each change does to test R1 of the demo-size model on 2 CPU cores, in
+both gallery modes (image + identity description; image only).
 
-    python jobs/bench_recipe.py [--identities 60] [--images 6] [--steps 200] [--seeds 0,1,2]
-        [--rows before lr_wd no_erasing conv_stem gradnorm_every_4 baseline baseline_conv]
+    python jobs/bench_recipe.py [--identities 60] [--images 6] [--steps 200] [--seeds 0,1,2] [--rows ROW ...]
 
 Each row trains the demo config (``pkg://demo``) in this process (no Ray; plain PyTorch engine) on the
-synthetic standard split (oracle descriptions, the demo's describer) with the overrides of its row and of the
-rows before it, then scores the checkpoint chosen on val on test. Prints one line per row: mean +- std over
-seeds of test R1 and mAP in each gallery mode, and seconds per step.
+synthetic standard split (oracle descriptions, the demo's describer) with the overrides of its row, then scores
+the checkpoint chosen on val on test. The first rows (``before`` ... ``gradnorm_every_4``) retrace the earlier
+from-scratch ViT recipe cumulatively, each on top of the rows before it; the ``baseline*`` rows add theirs to
+those. The image-path rows (``vit_image_only`` ... ``demo``) each stand alone on the demo config as shipped.
+Prints one line per row: mean +- std over seeds of test R1 and mAP in each gallery mode, and seconds per step.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import numpy as np
 
 from reid.config import load_config
 
-BEFORE = ["optim.lr=5e-4", "optim.weight_decay=1e-3", "data.augment.random_erasing=true",
+VIT = ["model.vision_name_or_path=null", "model.vision_config={hidden_size: 64, num_hidden_layers: 2, "
+       "num_attention_heads: 4, intermediate_size: 128, patch_size: 16}", "loss.image_only=0",
+       "optim.pretrained_lr_ratio=1", "loss.triplet_normalize=false"]  # the earlier demo: a from-scratch ViT
+BEFORE = [*VIT, "optim.lr=5e-4", "optim.weight_decay=1e-3", "data.augment.random_erasing=true",
           "model.vision_stem=patch", "gradnorm.update_every=1"]
 ROWS: dict[str, tuple[str, list[str]]] = {
     "before": ("the demo recipe before (lr 5e-4, weight decay 1e-3, random erasing, patch stem)", BEFORE),
@@ -40,12 +44,33 @@ BASELINES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+EFFNET = ["model.vision_name_or_path=pkg:efficientnet-lite0", "model.vision_config={hidden_size: 64}"]
+IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
+    "vit_image_only": ("from-scratch ViT (the earlier demo) + image-only InfoNCE (`loss.image_only: 1`)",
+                       [*VIT, "loss.image_only=1"]),
+    "effnet_raw_triplet": ("EfficientNet-Lite0 (ImageNet), image-only InfoNCE, pretrained lr x 0.1, triplet on raw "
+                           "features", [*EFFNET, "loss.triplet_normalize=false"]),
+    "effnet_no_image_only": ("the demo without the image-only InfoNCE (`loss.image_only: 0`)", ["loss.image_only=0"]),
+    "effnet_lr_ratio_1": ("the demo with the pretrained layers at the full lr (`optim.pretrained_lr_ratio: 1`)",
+                          ["optim.pretrained_lr_ratio=1"]),
+    "cnn": ("the demo with a random-init CNN (32-64-128-256) for the backbone",
+            ["model.vision_name_or_path=null", "model.vision_config={model_type: cnn, hidden_size: 64}"]),
+    "mobilenetv2": ("the demo with MobileNetV2 (ImageNet) for the backbone",
+                    ["model.vision_name_or_path=pkg:mobilenetv2", "model.vision_config={hidden_size: 64}"]),
+    "demo": ("**the demo**: EfficientNet-Lite0, image-only InfoNCE, pretrained lr x 0.1, triplet on normalised "
+             "features", []),
+}
+
+
 def build_dataset(root: str, identities: int, images: int) -> str:
+    """The demo's synthetic standard split, prepared (Ray Data on a local Ray) and described by the oracle."""
     from reid.data.synth import generate
     from reid.describe.config import DescribeConfig
     from reid.describe.runner import describe_dataset_local
     from reid.distributed.prepare_job import prepare_dataset
+    from reid.distributed.runtime import ensure_ray
 
+    ensure_ray()
     generate(f"{root}/raw", identities, images, seed=0, progress=False)
     uri = prepare_dataset("cuhk-pedes", f"{root}/raw", f"{root}/dataset", overwrite=True, seed=0).uri
     describe_dataset_local(uri, DescribeConfig(backend="oracle"))
@@ -84,26 +109,26 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--steps", type=int, default=200, help="optimiser steps per run (2 epochs)")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--rows", nargs="+", default=[*ROWS, *BASELINES])
+    parser.add_argument("--rows", nargs="+", default=[*ROWS, *BASELINES, *IMAGE_ROWS],
+                        choices=[*ROWS, *BASELINES, *IMAGE_ROWS])
+    parser.add_argument("--data", default=None, help="a prepared, described dataset to reuse (default: build one)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from reid.distributed.runtime import ensure_ray
     from reid.evaluation.selection import parse_seeds
 
-    ensure_ray()
     seeds = parse_seeds(args.seeds)
     print("| row | test R1 (image + description) | mAP | test R1 (image only) | mAP | s/step |\n"
           "| --- | ---: | ---: | ---: | ---: | ---: |", flush=True)
     with tempfile.TemporaryDirectory(prefix="reid-recipe-") as tmp:
-        data = build_dataset(tmp, args.identities, args.images)
+        data = args.data or build_dataset(tmp, args.identities, args.images)
         cumulative: list[str] = []
         for name in args.rows:
-            label, overrides = ROWS.get(name) or BASELINES[name]
+            label, overrides = ROWS.get(name) or BASELINES.get(name) or IMAGE_ROWS[name]
             if name in ROWS:
                 cumulative += overrides
                 overrides = cumulative
-            else:
-                overrides = cumulative + overrides
+            elif name in BASELINES:
+                overrides = (cumulative or BEFORE) + overrides
             budget = [f"data.uri={data}", "train.epochs=2", f"train.steps_per_epoch={args.steps // 2}"]
             runs = [train_and_score([*budget, *overrides, f"seed={seed}"], f"{tmp}/{name}-{seed}") for seed in seeds]
             cells = [summary([r[k] for r in runs]) for k in ("R1", "mAP", "image R1", "image mAP")]

@@ -2,6 +2,7 @@
 model in bf16 on one CUDA device, and the Mamba CUDA path against the CPU numba kernels.
 
     python jobs/gpu_check.py [--batch 64] [--steps 10] [--size 224x224] [--device cuda] [--small]
+        [--backbone {vit,cnn,efficientnet-lite0,mobilenetv2}]
 
 1. Builds the paper's architecture (ViT-B/16 and BERT-base configs, random init; BDAM 4 blocks; 2-layer
    bidirectional Mamba fusion, width 256, d_state 16, d_conv 4) and trains it at ``--batch`` under
@@ -40,15 +41,31 @@ SMALL = {
 }
 
 
-def build(arch: dict, size: tuple[int, int], text_length: int):
-    from reid.models.config import BdamConfig, FusionConfig, ModelConfig
-    from reid.models.factory import build_model
+BACKBONES = ("vit", "cnn", "efficientnet-lite0", "mobilenetv2")
 
-    cfg = ModelConfig(vision_config=arch["vision"], text_config=arch["text"], text_pooling="cls", embed_dim=256,
-                      dropout=0.1, bdam=BdamConfig(**arch["bdam"]),
-                      fusion=FusionConfig(kind="mamba", layers=2, width=arch["width"], d_state=16, d_conv=4,
-                                          allow_slow_kernels=True))
-    return build_model(cfg, size, text_length)
+
+def build(arch: dict, size: tuple[int, int], text_length: int, backbone: str = "vit"):
+    """The model of ``arch`` through the project's one build call; ``backbone`` other than ``vit`` replaces the ViT
+    by that convolutional backbone, its tokens as wide as the ViT's."""
+    import json
+
+    from reid.config import load_config
+    from reid.models.factory import create_model
+
+    vision = [f"model.vision_config={json.dumps(arch['vision'])}"]
+    width = arch["vision"]["hidden_size"]
+    if backbone == "cnn":
+        vision = [f"model.vision_config={{model_type: cnn, hidden_size: {width}}}"]
+    elif backbone != "vit":
+        vision = [f"model.vision_name_or_path=pkg:{backbone}", f"model.vision_config={{hidden_size: {width}}}"]
+    config = load_config(None, [
+        f"data.image_size=[{size[0]},{size[1]}]", f"data.max_text_length={text_length}", *vision,
+        f"model.text_config={json.dumps(arch['text'])}", "model.text_pooling=cls", "model.embed_dim=256",
+        "model.dropout=0.1", f"model.bdam={json.dumps({**arch['bdam'], 'enabled': True})}",
+        f"model.fusion={{kind: mamba, layers: 2, width: {arch['width']}, d_state: 16, d_conv: 4, "
+        "allow_slow_kernels: true}",
+    ])
+    return create_model(config)
 
 
 def batch(n: int, size: tuple[int, int], length: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -133,18 +150,21 @@ def main() -> int:
     parser.add_argument("--size", default="224x224")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small", action="store_true", help="a small model (a CPU run of this script's code)")
+    parser.add_argument("--backbone", choices=BACKBONES, default="vit",
+                        help="the image backbone (vit: the paper's ViT-B/16 architecture)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu check: no CUDA device here (use --device cpu --small to run this script's code on a CPU)")
         return 2
     size = tuple(int(v) for v in args.size.split("x"))
-    model = build(SMALL if args.small else PAPER, size, 77).to(device)
+    model = build(SMALL if args.small else PAPER, size, 77, args.backbone).to(device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     rate, peak, path = train_steps(model, batch(args.batch, size, 77, device), args.steps, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     note = "" if path != "torch-fallback" else " (mamba-ssm kernels missing: transformers' slow PyTorch path)"
-    print(f"gpu check on {name}: {params:.1f}M parameters, {size[0]}x{size[1]}, batch {args.batch}, bf16 autocast, "
+    print(f"gpu check on {name}: {args.backbone} backbone, {params:.1f}M parameters, {size[0]}x{size[1]}, "
+          f"batch {args.batch}, bf16 autocast, "
           f"GradNorm on: {rate:.1f} samples/s, peak memory {peak / 1024:.2f} GiB, Mamba path {path}{note}")
     worst = 0.0
     for label, diff in compare_paths(device):

@@ -63,12 +63,14 @@ def test_the_paper_smoke_run_builds_the_papers_architecture() -> None:
         assert 85 < counts["vision"] < 87 and 108 < counts["text"] < 110 and 250 < counts["total"] < 300
 
 
-def test_the_gpu_check_script_runs_its_code_on_a_cpu() -> None:
+@pytest.mark.parametrize("backbone", ["vit", "efficientnet-lite0"])
+def test_the_gpu_check_script_runs_its_code_on_a_cpu(backbone: str) -> None:
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, str(CONFIGS.parent / "gpu_check.py"), "--device", "cpu", "--small",
-                           "--batch", "8", "--steps", "1", "--size", "64x32"], capture_output=True, text=True,
-                          timeout=600)
+                           "--batch", "8", "--steps", "1", "--size", "64x32", "--backbone", backbone],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "gpu check passed" in done.stdout and "Mamba path cpu-kernel" in done.stdout
+    assert f"{backbone} backbone" in done.stdout

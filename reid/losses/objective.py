@@ -77,7 +77,9 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
 
     - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb), plus ``cfg.image_only`` times the same on
       (query_emb, gallery_emb_image) when the model gave the embedding of the images alone (the gallery of a
-      new camera, which no MLLM has described, is embedded that way);
+      new camera, which no MLLM has described, is embedded that way), plus ``cfg.image_description`` times the
+      same between each image's identity description (``id_text_emb``, detached: a target the text side learns
+      from the captions) and that embedding, over the rows with a description;
     - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb when that is None);
     - ``adversarial``: eq. 1 on (clo_proj, clo_text_emb), rows with a clothing description;
     - ``clothing_match``: symmetric InfoNCE on the same pairs (both with ``clo_text_emb`` detached unless
@@ -100,8 +102,14 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
         alone = outputs.get("gallery_emb_image")
         if cfg.image_only > 0 and alone is not None:
             losses["infonce"] = losses["infonce"] + cfg.image_only * infonce(query, alone, pids, cfg.temperature)
+        described, has = outputs.get("id_text_emb"), outputs.get("has_id_desc")
+        if cfg.image_description > 0 and alone is not None and described is not None and int(has.sum()) > 1:
+            rows = has.to(alone.device)
+            term = infonce(described[rows].detach(), alone[rows], pids[rows], cfg.temperature)
+            losses["infonce"] = losses["infonce"] + cfg.image_description * term
     if cfg.triplet:
-        losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin)
+        losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin,
+                                               normalize=cfg.triplet_normalize)
     if clo_proj is not None and clo_text is None:  # no clothing description in this batch
         clo_text, valid = torch.zeros_like(clo_proj), torch.zeros(len(clo_proj), dtype=torch.bool)
     if clo_text is not None and not cfg.clothing_moves_text:

@@ -14,7 +14,7 @@ def squared_distances(x: Tensor) -> Tensor:
     return (sq.view(-1, 1) + sq.view(1, -1) - 2.0 * (x @ x.t())).clamp_min(0.0)
 
 
-def triplet_batch_hard(features: Tensor, pids: Tensor, margin: float) -> Tensor:
+def triplet_batch_hard(features: Tensor, pids: Tensor, margin: float, normalize: bool = False) -> Tensor:
     r"""Batch-hard triplet loss with squared Euclidean distances (eq. 4).
 
     Eq. 4: :math:`\mathcal{L}_{triplet} = \mathbb{E}_{(a,p,n)}[\max(\|f_a - f_p\|^2 - \|f_a - f_n\|^2 + m, 0)]`.
@@ -24,14 +24,16 @@ def triplet_batch_hard(features: Tensor, pids: Tensor, margin: float) -> Tensor:
     .. math:: \frac{1}{|A|}\sum_{a \in A} \max(\max_{p} d_{ap} - \min_{n} d_{an} + m, 0)
 
     Anchors with no other sample of their identity, or with no sample of another identity, are
-    excluded from A; when A is empty the loss is 0 (attached to the graph). Features are used as given
-    (no normalisation). The batch sampler must deliver P identities x K >= 2 samples.
+    excluded from A; when A is empty the loss is 0 (attached to the graph). Features are used as given, or
+    L2-normalised first with ``normalize`` (squared distances then lie in [0, 4], on the scale of the margin).
+    The batch sampler must deliver P identities x K >= 2 samples.
 
     features: [B, D]; pids: [B] integer identities. Returns a float32 scalar (float64 for float64 input).
     """
     check_matrix("triplet_batch_hard", "features", features)
     check_pids("triplet_batch_hard", pids, features.shape[0])
-    dist = squared_distances(as_float(features))
+    x = as_float(features)
+    dist = squared_distances(torch.nn.functional.normalize(x, dim=1) if normalize else x)
     same = pids.view(-1, 1) == pids.view(1, -1)
     eye = torch.eye(len(pids), dtype=torch.bool, device=features.device)
     positive = same & ~eye

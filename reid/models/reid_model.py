@@ -83,7 +83,8 @@ class ReidModel(nn.Module):
         (projections, not normalised); ``f_id_gate``, ``f_clo_gate``, ``bdam_gate`` [B, D];
         ``has_clo_desc``, ``w_img``, ``w_txt`` [B]. In training, when the gallery embedding fused descriptions,
         ``gallery_emb_image`` [B, E] is the embedding of the same images alone (else None: ``gallery_emb`` is
-        that already). Clothing outputs are None without BDAM,
+        that already), ``id_text_emb`` [B, E] the identity description through the query's text projection and
+        ``has_id_desc`` [B] which rows have one. Clothing outputs are None without BDAM,
         ``bdam_gate`` without a gate, ``clo_text_emb`` when the batch has no clothing descriptions.
         ``clo_proj`` projects the ungated pooled clothing feature hat f_clo (eq. 1); ``clo_text_emb`` is
         the clothing description through the query's text projection (the same embedding space).
@@ -113,9 +114,10 @@ class ReidModel(nn.Module):
         if has_clo is None:
             has_clo = torch.zeros(size, dtype=torch.bool, device=images.device)
         clo_proj = self.clo_proj(bdam_out.f_clo) if bdam_out is not None and self.clo_proj is not None else None
-        extra: dict[str, Any] = {"gallery_emb_image": None}
+        extra: dict[str, Any] = {"gallery_emb_image": None, "id_text_emb": None}
         if id_desc is not None and self.training:  # the same images alone: the gallery no MLLM has described
             extra["gallery_emb_image"] = self.fusion(gallery["id_tokens"], None, None, None)["embedding"]
+            extra["id_text_emb"], extra["has_id_desc"] = self.text_proj(encoded[1][1]), id_desc[2]
         if self.local_aligner is not None and "part_labels" in batch:
             extra["local_parts"] = self._local_parts(self._grid_tokens(gallery["tokens"]), batch)
         if self.image_decoder is not None and self.training:

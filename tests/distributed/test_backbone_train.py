@@ -20,6 +20,7 @@ def test_the_demo_backbone_trains_on_ray_and_its_checkpoint_evaluates_and_indexe
     from reid.cli.main import main
     from reid.config import load_config
     from reid.evaluation.gallery_index import read_index
+    from reid.models.backbone_spec import CNN_FAMILIES, backbone_spec
     from reid.models.export import read_checkpoint_config
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -38,8 +39,8 @@ def test_the_demo_backbone_trains_on_ray_and_its_checkpoint_evaluates_and_indexe
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     best = result["best_checkpoint"]
     saved = read_checkpoint_config(best).model
-    assert saved.vision_config["model_type"] == demo.model.vision_config.get("model_type", "efficientnet-lite") \
-        or saved.vision_config["model_type"] in ("cnn", "efficientnet-lite", "mobilenetv2")
+    family = backbone_spec(demo.model.vision_name_or_path, demo.model.vision_config).family
+    assert family in CNN_FAMILIES and saved.vision_config["model_type"] == family
     assert saved.vision_name_or_path is None  # the architecture is in the checkpoint; no wheel needed to load
 
     assert main(["evaluate", "--checkpoint", best, "--no-progress", "--output", str(tmp_path / "m.json")]) == 0

@@ -68,7 +68,7 @@ def test_values_equal_the_loss_functions() -> None:
     losses = compute_losses(out, BATCH, cfg)
     pids = BATCH["pids"]
     assert torch.equal(losses["infonce"], infonce(out["query_emb"], out["gallery_emb"], pids, 0.2))
-    assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], pids, 0.5))
+    assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], pids, 0.5, normalize=True))
     assert torch.equal(losses["adversarial"],
                        clothing_adversarial(out["clo_proj"], out["clo_text_emb"], 0.2, out["has_clo_desc"]))
     assert torch.equal(losses["hsic"], hsic(out["f_id_gate"], out["f_clo_gate"], kernel="rbf"))
@@ -77,7 +77,7 @@ def test_values_equal_the_loss_functions() -> None:
 def test_triplet_uses_gallery_embedding_without_bdam() -> None:
     out = _outputs(bdam=False)
     losses = compute_losses(out, BATCH, LossConfig())
-    assert torch.equal(losses["triplet"], triplet_batch_hard(out["gallery_emb"], BATCH["pids"], 0.3))
+    assert torch.equal(losses["triplet"], triplet_batch_hard(out["gallery_emb"], BATCH["pids"], 0.3, normalize=True))
 
 
 def test_missing_required_inputs_raise_with_the_key() -> None:
@@ -128,7 +128,7 @@ def test_no_bdam_model_outputs_use_pooled_feature_for_triplet() -> None:
     out["f_id_gate"] = torch.randn(B, D)  # the model's pooled encoder feature without BDAM
     losses = compute_losses(out, BATCH, LossConfig())
     assert list(losses) == enabled_terms(LossConfig(), bdam=False) == ["infonce", "triplet"]
-    assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], BATCH["pids"], 0.3))
+    assert torch.equal(losses["triplet"], triplet_batch_hard(out["f_id_gate"], BATCH["pids"], 0.3, normalize=True))
 
 
 def test_gradnorm_balances_the_papers_four_tasks_and_gate_reg_has_a_fixed_weight() -> None:

@@ -32,6 +32,9 @@ def test_triplet_matches_float64_loop(pids: list[int], margin: float) -> None:
     assert float(got) == pytest.approx(_reference(x, pids, margin), rel=1e-9, abs=1e-12)
     got32 = triplet_batch_hard(x.float(), torch.tensor(pids), margin)
     assert float(got32) == pytest.approx(_reference(x, pids, margin), rel=1e-4, abs=1e-5)
+    unit = x / x.norm(dim=1, keepdim=True)  # normalize=True: the same loss on the unit-length rows
+    normalised = triplet_batch_hard(x * 10.0, torch.tensor(pids), margin, normalize=True)
+    assert float(normalised) == pytest.approx(_reference(unit, pids, margin), rel=1e-9, abs=1e-12)
 
 
 def test_triplet_picks_the_hardest_positive_and_negative() -> None:

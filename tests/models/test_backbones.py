@@ -22,9 +22,10 @@ from reid.models.mobilenet_v2 import MobileNetV2Features, load_mobilenet_v2_weig
 EGYPTIAN_CAT, ESPRESSO = 285, 967  # ImageNet-1k class indices
 
 BACKBONES = {
-    "vit": ["model.vision_config={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+    "vit": ["model.vision_name_or_path=null", "model.vision_config={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
             "intermediate_size: 64, patch_size: 16}"],
-    "cnn": ["model.vision_config={model_type: cnn, hidden_size: 32, channels: [8, 16, 16, 32]}"],
+    "cnn": ["model.vision_name_or_path=null",
+            "model.vision_config={model_type: cnn, hidden_size: 32, channels: [8, 16, 16, 32]}"],
     "efficientnet-lite0": ["model.vision_name_or_path=pkg:efficientnet-lite0", "model.vision_config={hidden_size: 32}"],
     "mobilenetv2": ["model.vision_name_or_path=pkg:mobilenetv2", "model.vision_config={hidden_size: 32}"],
 }
@@ -139,12 +140,13 @@ def test_pretrained_batch_norm_keeps_its_statistics_and_a_random_cnn_learns_its_
     (["model.vision_name_or_path=pkg:mobilenetv2", "model.vision_config={}", "data.image_size=[100, 50]"],
      "data.image_size 100x50: the mobilenetv2 backbone (model.vision_name_or_path pkg:mobilenetv2) needs a height "
      "and width that are multiples of its output stride 16, e.g. 128x64 or 384x128"),
-    (["model.vision_config={model_type: cnn}", "data.image_size=[120, 64]"],
+    (["model.vision_name_or_path=null", "model.vision_config={model_type: cnn}", "data.image_size=[120, 64]"],
      "multiples of its output stride 16"),
     (["model.vision_name_or_path=pkg:efficientnet-lite9"], "is not a packaged image backbone (known: "),
     (["model.vision_name_or_path=pkg:mobilenetv2", "model.vision_config={}", "model.vision_stem=conv"],
      "applies to a ViT only"),
-    (["model.vision_config={model_type: cnn, hiden_size: 64}"], "unknown key model.vision_config.hiden_size"),
+    (["model.vision_name_or_path=null", "model.vision_config={model_type: cnn, hiden_size: 64}"],
+     "unknown key model.vision_config.hiden_size"),
 ])
 def test_a_backbone_setting_that_cannot_work_is_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as raised:

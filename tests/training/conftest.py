@@ -69,6 +69,22 @@ def colour_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_colour_dataset(tmp_path_factory.mktemp("colour") / "dataset")
 
 
+def describe_colours(dataset: Path) -> None:
+    """Image-grounded identity descriptions of the colour figures (what an MLLM would see in each image)."""
+    from reid.describe.schema import Description
+    from reid.describe.table import append_descriptions
+
+    rows = []
+    for path in sorted((dataset / "identities").rglob("*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            upper, lower = row["captions"][0][0].split(" a ")[1].split(" shirt and ")
+            lower = lower.split(" trousers")[0]
+            assert upper in COLOURS and lower in COLOURS
+            rows += [Description(image_id, f"A figure, {upper} above and {lower} below.", f"A {upper} top.",
+                                 "oracle") for image_id in row["image_ids"]]
+    append_descriptions(str(dataset), rows)
+
+
 def tiny_config(dataset: Path, *overrides: str) -> Config:
     """``pkg://tiny`` on ``dataset`` with no descriptions, plus ``overrides``."""
     return load_config("pkg://tiny", [f"data.uri={dataset}", "data.use_descriptions=false", *overrides])
