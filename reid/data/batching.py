@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from reid.data.config import AugmentConfig
-from reid.data.parts import decode_labels
+from reid.data.parts import PARTS, decode_labels
 from reid.data.tokenize import CaptionTokenizer, caption_tokenizer
 from reid.data.transforms import TrainTransform
 
@@ -91,9 +91,7 @@ class PKBatchBuilder:
 
     def encode_phrases(self, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each image's part phrases (descriptions' ``parts``) as ``int64 [N, C, Tp]`` ids and mask, C =
-        :data:`reid.describe.schema.PARTS`; zeros where an image has no phrase for a class."""
-        from reid.describe.schema import PARTS
-
+        :data:`reid.data.parts.PARTS`; zeros where an image has no phrase for a class."""
         assert self.phrase_tokenizer is not None
         length = self.phrase_tokenizer.max_length
         ids = np.zeros((len(image_ids), len(PARTS), length), dtype=np.int64)

@@ -2,7 +2,7 @@
 the PNG encoding stored with a prepared dataset.
 
 A *label map* holds one fine label per pixel (:data:`FINE_LABELS`, ATR-like: left/right already joined). The
-part classes are :data:`reid.describe.schema.PARTS`, in that order; three of them merge fine labels as Table 1
+part classes are :data:`PARTS`, in that order; three of them merge fine labels as Table 1
 does: ``hair`` is hair and face, ``glasses`` is glasses and face, ``shoes`` is shoes and legs. A merged class
 is present only when its origin label (hair, glasses, shoes) is: a bald, glasses-less person has no glasses
 region even though the face is visible.
@@ -15,7 +15,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from reid.describe.schema import PARTS
+PARTS = ("hat", "hair", "glasses", "clothes", "skirt", "pants", "dress", "shoes", "bag")
+"""The part classes (SAP-SAM Table 3), in this order everywhere: the describers' part phrases, the label maps'
+regions, the batches' part tensors; a part absent from the image is left out."""
 
 FINE_LABELS = ("background", "hat", "hair", "glasses", "clothes", "skirt", "pants", "dress", "shoes", "bag",
                "face", "legs", "body")

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from reid.describe.schema import PARTS
+from reid.data.parts import PARTS
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 _ABSENT = {"", "none", "no", "n/a", "null", "not visible", "nothing"}

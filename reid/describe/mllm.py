@@ -12,11 +12,12 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
+from reid.data.parts import PARTS
 from reid.describe.answer import AnswerError, clean_part_phrase, parse_answer
 from reid.describe.prompts import dual_messages, part_messages, prompt_version, retry_messages
 from reid.describe.retry import RetryPolicy, call_with_retries
 from reid.describe.rules import RuleDescriber
-from reid.describe.schema import PARTS, Description
+from reid.describe.schema import Description
 from reid.describe.validation import ValidationRules, valid_parts, validate_description, validate_part_phrase
 from reid.describe.vocabulary import Vocabulary
 

@@ -171,7 +171,7 @@ def clothing_text(clothing: Attributes) -> str:
 
 
 def parts_of(identity: Attributes, clothing: Attributes) -> dict[str, str]:
-    """Phrases per semantic part (:data:`reid.describe.schema.PARTS`); absent parts are left out."""
+    """Phrases per semantic part (:data:`reid.data.parts.PARTS`); absent parts are left out."""
     parts = {"clothes": upper_phrase(clothing),
              "shoes": _garment(clothing.get("shoes_colour"), "shoes", "shoes")}
     hair = hair_phrase(identity)

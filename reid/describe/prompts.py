@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reid.describe.schema import PARTS
+from reid.data.parts import PARTS
 
 SYSTEM_PROMPT = (
     "You describe one pedestrian in a surveillance photo for a person re-identification dataset. "

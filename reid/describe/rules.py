@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reid.describe.schema import PARTS, Description
+from reid.data.parts import PARTS
+from reid.describe.schema import Description
 from reid.describe.validation import ValidationRules, valid_parts, validate_description
 from reid.describe.vocabulary import Vocabulary, tokenize
 

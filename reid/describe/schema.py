@@ -9,12 +9,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from reid.data.parts import PARTS
+
 PROVENANCES = ("mllm", "oracle", "rules")
 """``mllm``: from the image by a multimodal model; ``oracle``: from the image's ground-truth attributes
 (synthetic data); ``rules``: from the human captions (may supervise training only, never a gallery)."""
-
-PARTS = ("hat", "hair", "glasses", "clothes", "skirt", "pants", "dress", "shoes", "bag")
-"""The semantic parts of part mode (SAP-SAM Table 3); a part absent from the image is left out."""
 
 DESCRIPTION_SCHEMA = pa.schema(
     [

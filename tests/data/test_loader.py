@@ -112,11 +112,10 @@ def test_loader_tasks_grouping_keeps_the_batches(prepared) -> None:
 def test_part_regions_and_phrases_stream_like_the_in_memory_batches(tmp_path_factory) -> None:
     """Without augmentation every image of a part-aware batch carries its stored label map and its description's
     part phrases, in the Ray Data stream as in the in-process source."""
-    from reid.data.parts import decode_labels
+    from reid.data.parts import PARTS, decode_labels
     from reid.data.synth import generate
     from reid.describe.config import DescribeConfig
     from reid.describe.runner import describe_dataset_local
-    from reid.describe.schema import PARTS
     from reid.describe.table import load_descriptions
     from reid.distributed.data_pipeline import train_stream
     from reid.training.batches import InMemoryBatches

@@ -16,12 +16,11 @@ import pytest
 from PIL import Image
 
 from reid.data.part_heuristic import heuristic_labels
-from reid.data.parts import FINE_LABELS, LABEL, PartMaskError, decode_labels, encode_labels, part_masks
+from reid.data.parts import FINE_LABELS, LABEL, PARTS, PartMaskError, decode_labels, encode_labels, part_masks
 from reid.data.synth import generate
 from reid.data.synth.attributes import sample_identity, sample_nuisance, sample_outfit
 from reid.data.synth.draw import SUPERSAMPLE, draw_canvas, render_person, render_person_with_labels
 from reid.data.transforms import TrainTransform
-from reid.describe.schema import PARTS
 from reid.distributed.prepare_job import PrepareError, prepare_dataset
 from reid.storage import list_files, resolve
 

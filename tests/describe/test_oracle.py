@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from reid.data.parts import PARTS
 from reid.data.synth import vocab
 from reid.data.synth.attributes import sample_identity, sample_outfit
 from reid.data.synth.phrases import tokenize
 from reid.describe.oracle import OracleDescriber, OracleInputError, describe_oracle
-from reid.describe.schema import PARTS
 from reid.describe.vocabulary import load_vocabulary
 
 

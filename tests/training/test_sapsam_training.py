@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from reid.config import Config, load_config
+from reid.data.parts import PARTS
 from reid.data.synth import generate
 from reid.describe.runner import describe_dataset_local
-from reid.describe.schema import PARTS
 from reid.distributed.prepare_job import prepare_dataset
 from reid.losses import compute_losses
 from reid.models.factory import create_model
