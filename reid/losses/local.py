@@ -3,22 +3,24 @@ the masked image decoding MSE (Table 4)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reid.models.local_align import PartScores
 
-
-def local_alignment_loss(parts: PartScores, temperature: float, reference: Tensor) -> Tensor:
+def local_alignment_loss(scores: Sequence[Tensor], temperature: float, reference: Tensor,
+                         positives: Sequence[Tensor] | None = None) -> Tensor:
     r"""Mean over part classes with at least two present parts of the symmetric InfoNCE on their pair scores:
 
     .. math::
         \mathcal{L}_{loc} = \frac{1}{|C'|} \sum_{c \in C'}
             \tfrac12 \left[ CE(S_c / \tau, P_c) + CE(S_c^\top / \tau, P_c^\top) \right]
 
-    with :math:`S_c [P_c, P_c]` the cosine scores of image i's part c against phrase j's and :math:`P_c` its
-    positives: the diagonal (the same image), and with ``parts.positives`` every pair marked there (the same
+    with :math:`S_c` = ``scores[c]`` ``[P_c, P_c]`` the cosine scores of image i's part c against phrase j's
+    (the model's :class:`~reid.models.local_align.PartScores`) and :math:`P_c` its positives: the diagonal (the
+    same image), and with ``positives`` (bool ``[P_c, P_c]`` per class) every pair marked there (the same
     phrase), averaged as in eq. 3's multi-positive form (:func:`reid.losses.contrastive.
     multi_positive_cross_entropy`). An image without part c appears in no :math:`S_c`, so it adds no term for
     that part. With no class of two present parts the loss is 0, attached to ``reference``'s graph (so every
@@ -27,15 +29,15 @@ def local_alignment_loss(parts: PartScores, temperature: float, reference: Tenso
     from reid.losses.contrastive import multi_positive_cross_entropy
 
     terms = []
-    for c, scores in enumerate(parts.scores):
-        if scores.shape[0] < 2:
+    for c, pair_scores in enumerate(scores):
+        if pair_scores.shape[0] < 2:
             continue
-        logits = scores.float() / temperature
-        positives = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
-        if parts.positives is not None:
-            positives = positives | parts.positives[c].to(logits.device)
-        terms.append(0.5 * (multi_positive_cross_entropy(logits, positives)
-                            + multi_positive_cross_entropy(logits.t(), positives.t())))
+        logits = pair_scores.float() / temperature
+        matches = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+        if positives is not None:
+            matches = matches | positives[c].to(logits.device)
+        terms.append(0.5 * (multi_positive_cross_entropy(logits, matches)
+                            + multi_positive_cross_entropy(logits.t(), matches.t())))
     if not terms:
         return reference.float().sum() * 0.0
     return torch.stack(terms).mean()

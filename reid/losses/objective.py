@@ -86,8 +86,8 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
       ``cfg.clothing_moves_text``, so that they train the visual clothing branch and not the query tower);
     - ``hsic``: eq. 2 between f_id_gate and f_clo_gate;
     - ``gate_reg``: squared distance of bdam_gate from 0.5;
-    - ``local_align``: SAP-SAM's per-part-class InfoNCE on ``outputs["local_parts"]`` (a
-      :class:`~reid.models.local_align.PartScores`), when the model computed it;
+    - ``local_align``: SAP-SAM's per-part-class InfoNCE on the pair ``scores`` and ``positives`` of
+      ``outputs["local_parts"]`` (the model's :class:`~reid.models.local_align.PartScores`), when it computed them;
     - ``image_decoding``: the masked-patch MSE of ``decoded`` against ``decoded_target`` [B, L, 3 p^2] over
       ``decoded_mask`` [B, L], when the model decoded.
     """
@@ -122,8 +122,8 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
         losses["hsic"] = hsic(f_id, f_clo, kernel=cfg.hsic_kernel, sigma=cfg.hsic_sigma)
     if cfg.gate_reg and gate is not None:
         losses["gate_reg"] = gate_regularization(gate)
-    if outputs.get("local_parts") is not None:
-        losses["local_align"] = local_alignment_loss(outputs["local_parts"], cfg.temperature, query)
+    if (parts := outputs.get("local_parts")) is not None:
+        losses["local_align"] = local_alignment_loss(parts.scores, cfg.temperature, query, parts.positives)
     if cfg.image_decoding != "none" and outputs.get("decoded") is not None:
         losses["image_decoding"] = masked_patch_mse(outputs["decoded"], outputs["decoded_target"],
                                                     outputs["decoded_mask"])

@@ -53,7 +53,8 @@ def random_patch_mask(batch: int, patches: int, ratio: float, generator: torch.G
 
 
 class ImageDecoder(nn.Module):
-    """``MCA(f'_v, f_t, f_t)`` then an MLP to a patch's pixels; :meth:`loss` is the masked-patch MSE."""
+    """``MCA(f'_v, f_t, f_t)`` then an MLP to a patch's pixels (the loss on them is
+    :func:`reid.losses.local.masked_patch_mse`)."""
 
     def __init__(self, image_dim: int, text_dim: int, patch_pixels: int, heads: int = 4) -> None:
         super().__init__()
@@ -74,10 +75,3 @@ class ImageDecoder(nn.Module):
         decoded, _ = self.cross(self.norm(patch_tokens), keys, keys, key_padding_mask=~text_mask.bool(),
                                 need_weights=False)
         return self.head(patch_tokens + decoded)
-
-    def loss(self, patch_tokens: Tensor, masked: Tensor, text_tokens: Tensor, text_mask: Tensor,
-             targets: Tensor) -> Tensor:
-        """MSE of the decoded masked patches ``[B, L, D]`` against ``targets [B, L, 3 p^2]``; ``masked [B, L]``."""
-        from reid.losses.local import masked_patch_mse
-
-        return masked_patch_mse(self(patch_tokens, text_tokens, text_mask), targets, masked)

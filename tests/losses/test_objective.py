@@ -198,7 +198,7 @@ def test_sapsam_terms_are_named_computed_and_balanced() -> None:
     expected = 0.5 * (F.cross_entropy(logits, target_ids) + F.cross_entropy(logits.t(), target_ids))
     assert torch.allclose(losses["local_align"], expected)
     assert torch.allclose(losses["image_decoding"], ((decoded - target)[mask] ** 2).mean())
-    assert torch.equal(losses["local_align"], local_alignment_loss(parts, 0.1, out["query_emb"]))
+    assert torch.equal(losses["local_align"], local_alignment_loss(parts.scores, 0.1, out["query_emb"]))
     assert torch.equal(losses["image_decoding"], masked_patch_mse(decoded, target, mask))
     on = create_balancer(cfg, GradNormConfig(), local_align=True)
     assert {"local_align", "image_decoding"} <= set(on.task_names)
