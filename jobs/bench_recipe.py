@@ -2,6 +2,7 @@
 both gallery modes (image + identity description; image only).
 
     python jobs/bench_recipe.py [--identities 60] [--images 6] [--steps 200] [--seeds 0,1,2] [--rows ROW ...]
+                                [--data DATASET] [--set KEY=VALUE ...]
 
 Each row trains the demo config (``pkg://demo``) in this process (no Ray; plain PyTorch engine) on the
 synthetic standard split (oracle descriptions, the demo's describer) with the overrides of its row, then scores
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=[*ROWS, *BASELINES, *IMAGE_ROWS],
                         choices=[*ROWS, *BASELINES, *IMAGE_ROWS])
     parser.add_argument("--data", default=None, help="a prepared, described dataset to reuse (default: build one)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override added to every row (a probe on top of the rows; repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from reid.evaluation.selection import parse_seeds
@@ -130,7 +133,8 @@ def main() -> None:
             elif name in BASELINES:
                 overrides = (cumulative or BEFORE) + overrides
             budget = [f"data.uri={data}", "train.epochs=2", f"train.steps_per_epoch={args.steps // 2}"]
-            runs = [train_and_score([*budget, *overrides, f"seed={seed}"], f"{tmp}/{name}-{seed}") for seed in seeds]
+            runs = [train_and_score([*budget, *overrides, *args.extra, f"seed={seed}"], f"{tmp}/{name}-{seed}")
+                    for seed in seeds]
             cells = [summary([r[k] for r in runs]) for k in ("R1", "mAP", "image R1", "image mAP")]
             print(f"| {label} | " + " | ".join(cells) + f" | {np.mean([r['s/step'] for r in runs]):.2f} |",
                   flush=True)

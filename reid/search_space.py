@@ -31,7 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from reid.config import Config, ConfigError
-from reid.config.loader import with_overrides
+from reid.config.loader import current_key, with_overrides
 from reid.config.typecheck import coerce, field_type
 
 KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -213,7 +213,7 @@ def validate_space(space: SearchSpace, base: Config) -> None:
 
 def _check_key(key: str, source: str, where: str) -> Any:
     try:
-        tp = field_type(Config, key)
+        tp = field_type(Config, current_key(key))
     except ConfigError as exc:
         raise SpaceError(f"{source}: {where}: {exc}") from exc
     if is_dataclass(tp):

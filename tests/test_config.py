@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
-from reid.config import ConfigError, dump_config, flatten_config, load_config
+from reid.config import ConfigError, dump_config, flatten_config, load_config, loader
 from reid.config.loader import with_overrides
+from reid.models.config import ImageDecodingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,3 +81,50 @@ def test_bad_config_sources_are_one_line_errors(source: str, message: str, tmp_p
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
+
+
+def test_the_moved_image_decoding_keys_still_load_with_one_warning_naming_the_new_key(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``loss.image_decoding`` and ``loss.image_decoding_mask_ratio`` (before ``model.image_decoding``): a file,
+    an override, a trial's overrides and a checkpoint's config.yaml of that time load at the new place."""
+    monkeypatch.setattr(loader, "_warned", set())
+    old = tmp_path / "old.yaml"
+    old.write_text("loss:\n  image_decoding: after_vit\n  image_decoding_mask_ratio: 0.25\n"
+                   "  image_decoding_weight: 2.0\n")
+    with caplog.at_level(logging.WARNING, logger="reid.config.loader"):
+        config = load_config(old)
+        assert load_config(None, ["loss.image_decoding=after_pe"]).model.image_decoding.strategy == "after_pe"
+    assert config.model.image_decoding == ImageDecodingConfig(strategy="after_vit", mask_ratio=0.25)
+    assert config.loss.image_decoding_weight == 2.0
+    assert [r.getMessage() for r in caplog.records] == [
+        "config key 'loss.image_decoding' is deprecated: it is now 'model.image_decoding.strategy' (read as that)",
+        "config key 'loss.image_decoding_mask_ratio' is deprecated: it is now 'model.image_decoding.mask_ratio' "
+        "(read as that)",
+    ]
+    assert with_overrides(config, {"loss.image_decoding": "none"}).model.image_decoding.strategy == "none"
+    assert load_config(old, ["model.image_decoding.strategy=none"]).model.image_decoding.strategy == "none"
+    dumped = dump_config(config)
+    assert "image_decoding:\n    strategy: after_vit\n    mask_ratio: 0.25" in dumped
+    assert load_config(_write(tmp_path / "new.yaml", dumped)) == config
+    both = _write(tmp_path / "both.yaml", "loss: {image_decoding: after_pe}\n"
+                                         "model: {image_decoding: {strategy: after_vit}}\n")
+    with pytest.raises(ConfigError, match="give only 'model.image_decoding.strategy'"):
+        load_config(both)
+    with pytest.raises(ConfigError, match="DALL-E VQ-VAE"):
+        load_config(None, ["loss.image_decoding=discrete"])
+    with pytest.raises(ConfigError, match="mask_ratio must lie in"):
+        load_config(None, ["model.image_decoding.mask_ratio=1.0"])
+
+
+def test_a_checkpoint_config_of_the_old_layout_reads_at_the_new_place(tmp_path: Path) -> None:
+    from reid.models.export import read_checkpoint_config
+
+    _write(tmp_path / "ckpt" / "config.yaml", "loss: {image_decoding: after_pe, image_decoding_mask_ratio: 0.3}\n")
+    config = read_checkpoint_config(str(tmp_path / "ckpt"))
+    assert config.model.image_decoding == ImageDecodingConfig(strategy="after_pe", mask_ratio=0.3)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

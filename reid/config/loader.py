@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,14 @@ from reid.config.schema import Config
 from reid.config.typecheck import ConfigError, build_dataclass, field_type
 
 PACKAGED_PREFIX = "pkg://"
+MOVED_KEYS = {
+    "loss.image_decoding": "model.image_decoding.strategy",
+    "loss.image_decoding_mask_ratio": "model.image_decoding.mask_ratio",
+}
+"""Settings that moved (old dotted key -> new): the old key still loads, read as the new one, with one warning."""
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
@@ -27,8 +36,48 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_yaml(str(path))
-    data = apply_overrides(data, parse_overrides(overrides))
+    data = apply_overrides(move_keys(data, source), parse_overrides(overrides))
     return build_dataclass(Config, data, "", source)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str) -> Config:
+    """The :class:`Config` of nested ``data`` (a parsed YAML file, a checkpoint's ``config.yaml``), keys that
+    moved (:data:`MOVED_KEYS`) read at their new place; ``source`` names it in errors."""
+    return build_dataclass(Config, move_keys(data, source), "", source)
+
+
+def current_key(key: str) -> str:
+    """``key``, or the key it moved to (:data:`MOVED_KEYS`), with a deprecation warning once per process."""
+    new = MOVED_KEYS.get(key)
+    if new is None:
+        return key
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("config key '%s' is deprecated: it is now '%s' (read as that)", key, new)
+    return new
+
+
+def move_keys(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A copy of nested ``data`` with each old key of :data:`MOVED_KEYS` at its new place (both: an error)."""
+    out = copy.deepcopy(dict(data))
+    for old, new in MOVED_KEYS.items():
+        *path, name = old.split(".")
+        parent = _node(out, path)
+        if parent is None or name not in parent:
+            continue
+        *new_path, new_name = new.split(".")
+        if new_name in (_node(out, new_path) or {}):
+            raise ConfigError(f"{source}: '{old}' and '{new}' are one setting (the first is its old name); "
+                              f"give only '{new}'")
+        out = apply_overrides(out, {current_key(old): parent.pop(name)})
+    return out
+
+
+def _node(data: dict[str, Any], path: list[str]) -> dict[str, Any] | None:
+    """The mapping at ``path`` in nested ``data``, or None when some part is missing or not a mapping."""
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def packaged_configs() -> list[str]:
@@ -68,7 +117,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        key = key.strip()
+        key = current_key(key.strip())
         if not sep or not key:
             raise ConfigError(f"override '{item}' must look like section.key=value")
         field_type(Config, key)
@@ -128,6 +177,7 @@ def flatten_config(config: Any) -> dict[str, Any]:
 
 def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
     """A new config with dotted ``overrides`` applied and re-validated (used by Ray Tune trials)."""
+    overrides = {current_key(key): value for key, value in overrides.items()}
     for key in overrides:
         field_type(Config, key)
     data = apply_overrides(config_to_dict(config), overrides)

@@ -48,3 +48,8 @@ class Config:
     def uses_parts(self) -> bool:
         """Whether training reads part regions and phrases (SAP-SAM local alignment is on)."""
         return self.model.local_align.kind != "none"
+
+    @property
+    def uses_image_decoding(self) -> bool:
+        """Whether the model has SAP-SAM's image decoder, so that training adds the decoding term."""
+        return self.model.image_decoding.strategy != "none"

@@ -37,11 +37,11 @@ class LossConfig:
     so the image path learns what the description says it shows (build, height, skin, hair).
 
     SAP-SAM's terms: ``local_align`` is the weight of the local concept alignment InfoNCE, on when
-    ``model.local_align.kind`` is not ``none``; ``image_decoding`` picks the masked image decoding strategy
-    (``after_pe``, ``after_vit``; ``none`` off; the discrete ones are refused) with ``image_decoding_weight``
-    and ``image_decoding_mask_ratio`` (the share of patches masked; the supplementary does not give it). Under
-    GradNorm each is a task of its own (its weight learned, starting at 1); the two weights apply with fixed
-    weights (``gradnorm.enabled: false``) unless ``gradnorm.fixed_weights`` names the term.
+    ``model.local_align.kind`` is not ``none``; ``image_decoding_weight`` the weight of the masked image
+    decoding MSE, on when ``model.image_decoding.strategy`` is not ``none`` (the strategy and the mask ratio
+    shape the model, so they live there). Under GradNorm each is a task of its own (its weight learned,
+    starting at 1); the two weights apply with fixed weights (``gradnorm.enabled: false``) unless
+    ``gradnorm.fixed_weights`` names the term.
     """
 
     infonce: bool = True
@@ -60,23 +60,16 @@ class LossConfig:
     gate_reg_weight: float = 1.0
     clothing_moves_text: bool = False
     local_align: float = 1.0
-    image_decoding: Literal["none", "after_pe", "after_vit", "discrete", "discrete_no_background"] = "none"
     image_decoding_weight: float = 1.0
-    image_decoding_mask_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if self.adversarial and self.clothing_match:
             raise ValueError("loss.adversarial and loss.clothing_match cannot both be true: one lowers and the "
                              "other raises the same matching probability (together they pin it at 0.5); "
                              "switch one off")
-        from reid.models.image_decoding import check_strategy
-
-        check_strategy(self.image_decoding)
         if self.image_only < 0 or self.image_description < 0:
             raise ValueError(f"loss.image_only and loss.image_description must be >= 0, got {self.image_only}, "
                              f"{self.image_description}")
-        if not 0.0 < self.image_decoding_mask_ratio < 1.0:
-            raise ValueError(f"loss.image_decoding_mask_ratio must lie in (0, 1), got {self.image_decoding_mask_ratio}")
         if not self.image_decoding_weight > 0:
             raise ValueError(f"loss.image_decoding_weight must be > 0, got {self.image_decoding_weight}")
         if not self.gate_reg_weight >= 0:

@@ -22,15 +22,14 @@ BDAM_TERMS = frozenset({"adversarial", "clothing_match", "hsic", "gate_reg"})
 
 
 def _switched_on(cfg: LossConfig, name: str) -> bool:
-    if name == "image_decoding":
-        return cfg.image_decoding != "none"
-    return bool(getattr(cfg, name))
+    return bool(getattr(cfg, "image_decoding_weight" if name == "image_decoding" else name))
 
 
-def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True, local_align: bool = False) -> list[str]:
+def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True, local_align: bool = False,
+                  image_decoding: bool = False) -> list[str]:
     """Names :func:`compute_losses` returns, in :data:`TERMS` order, for a model with or without BDAM
-    and with or without the BDAM gate (``model.bdam.enabled``, ``model.bdam.gate``) and local alignment
-    (``model.local_align.kind`` not ``none``).
+    and with or without the BDAM gate (``model.bdam.enabled``, ``model.bdam.gate``), local alignment
+    (``model.local_align.kind`` not ``none``) and image decoding (``model.image_decoding.strategy`` not ``none``).
 
     Without BDAM there are no clothing features or gate, so only InfoNCE and triplet remain (and SAP-SAM's
     terms, which need no BDAM); without the gate there is no gate regularisation. :func:`create_balancer`
@@ -41,16 +40,18 @@ def enabled_terms(cfg: LossConfig, bdam: bool = True, gate: bool = True, local_a
         present.discard("gate_reg")
     if not local_align:
         present.discard("local_align")
+    if not image_decoding:
+        present.discard("image_decoding")
     return [name for name in TERMS if _switched_on(cfg, name) and name in present]
 
 
-def create_balancer(loss: LossConfig, gradnorm: GradNormConfig, bdam: bool = True,
-                    gate: bool = True, local_align: bool = False) -> GradNorm | FixedWeights:
+def create_balancer(loss: LossConfig, gradnorm: GradNormConfig, bdam: bool = True, gate: bool = True,
+                    local_align: bool = False, image_decoding: bool = False) -> GradNorm | FixedWeights:
     """The task balancer of a run: GradNorm over the paper's tasks (eq. 6: InfoNCE, triplet, adversarial
     or clothing matching, decoupling) and SAP-SAM's (local alignment, image decoding) when on, with the gate
     regulariser as a fixed-weight term (``loss.gate_reg_weight``) unless ``gradnorm.include_gate_reg``;
     fixed weights without GradNorm (SAP-SAM's terms at ``loss.local_align`` and ``loss.image_decoding_weight``)."""
-    names = enabled_terms(loss, bdam=bdam, gate=gate, local_align=local_align)
+    names = enabled_terms(loss, bdam=bdam, gate=gate, local_align=local_align, image_decoding=image_decoding)
     fixed = {}
     if "gate_reg" in names and not gradnorm.include_gate_reg:
         names.remove("gate_reg")
@@ -124,7 +125,7 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
         losses["gate_reg"] = gate_regularization(gate)
     if (parts := outputs.get("local_parts")) is not None:
         losses["local_align"] = local_alignment_loss(parts.scores, cfg.temperature, query, parts.positives)
-    if cfg.image_decoding != "none" and outputs.get("decoded") is not None:
+    if outputs.get("decoded") is not None:
         losses["image_decoding"] = masked_patch_mse(outputs["decoded"], outputs["decoded_target"],
                                                     outputs["decoded_mask"])
     return losses

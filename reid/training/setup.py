@@ -145,7 +145,8 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
     torch.manual_seed(config.seed * 1_000 + 1 + context.world_rank)  # per-rank dropout streams
     engine = build_engine(config, model, steps, context.world_size)
     balancer = create_balancer(config.loss, config.gradnorm, bdam=config.model.bdam.enabled,
-                               gate=config.model.bdam.gate, local_align=config.uses_parts)
+                               gate=config.model.bdam.gate, local_align=config.uses_parts,
+                               image_decoding=config.uses_image_decoding)
     balancer.to(context.device)
     parts = LoopParts(engine, balancer, data, steps, best_uri=best_uri)
     if context.world_rank == 0 and validate:

@@ -183,10 +183,12 @@ def test_sapsam_terms_are_named_computed_and_balanced() -> None:
     from reid.losses.local import local_alignment_loss, masked_patch_mse
     from reid.models.local_align import PartScores
 
-    cfg = LossConfig(image_decoding="after_pe", temperature=0.1)
-    assert enabled_terms(cfg) == [*enabled_terms(LossConfig()), "image_decoding"]
-    assert enabled_terms(cfg, local_align=True)[-2:] == ["local_align", "image_decoding"]
-    assert enabled_terms(cfg, bdam=False, local_align=True) == ["infonce", "triplet", "local_align", "image_decoding"]
+    cfg = LossConfig(temperature=0.1)
+    assert enabled_terms(cfg, image_decoding=True) == [*enabled_terms(LossConfig()), "image_decoding"]
+    assert enabled_terms(cfg, local_align=True, image_decoding=True)[-2:] == ["local_align", "image_decoding"]
+    assert enabled_terms(cfg, bdam=False, local_align=True, image_decoding=True) == [
+        "infonce", "triplet", "local_align", "image_decoding"]
+    assert "image_decoding" not in enabled_terms(cfg, local_align=True)  # a model without a decoder
     gen = torch.Generator().manual_seed(0)
     parts = PartScores([torch.arange(3)], [torch.randn(3, 3, generator=gen)])
     decoded, target = torch.randn(2, 5, 6, generator=gen), torch.randn(2, 5, 6, generator=gen)
@@ -200,8 +202,8 @@ def test_sapsam_terms_are_named_computed_and_balanced() -> None:
     assert torch.allclose(losses["image_decoding"], ((decoded - target)[mask] ** 2).mean())
     assert torch.equal(losses["local_align"], local_alignment_loss(parts.scores, 0.1, out["query_emb"]))
     assert torch.equal(losses["image_decoding"], masked_patch_mse(decoded, target, mask))
-    on = create_balancer(cfg, GradNormConfig(), local_align=True)
+    on = create_balancer(cfg, GradNormConfig(), local_align=True, image_decoding=True)
     assert {"local_align", "image_decoding"} <= set(on.task_names)
-    off = create_balancer(LossConfig(image_decoding="after_vit", local_align=0.3, image_decoding_weight=2.0),
-                          GradNormConfig(enabled=False), local_align=True)
+    off = create_balancer(LossConfig(local_align=0.3, image_decoding_weight=2.0), GradNormConfig(enabled=False),
+                          local_align=True, image_decoding=True)
     assert off.weights()["local_align"] == pytest.approx(0.3) and off.weights()["image_decoding"] == 2.0

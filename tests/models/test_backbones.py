@@ -22,7 +22,8 @@ from reid.models.mobilenet_v2 import MobileNetV2Features, load_mobilenet_v2_weig
 EGYPTIAN_CAT, ESPRESSO = 285, 967  # ImageNet-1k class indices
 
 BACKBONES = {
-    "vit": ["model.vision_name_or_path=null", "model.vision_config={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+    "vit": ["model.vision_name_or_path=null",
+            "model.vision_config={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
             "intermediate_size: 64, patch_size: 16}"],
     "cnn": ["model.vision_name_or_path=null",
             "model.vision_config={model_type: cnn, hidden_size: 32, channels: [8, 16, 16, 32]}"],

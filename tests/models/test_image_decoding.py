@@ -9,7 +9,8 @@ import torch
 from transformers import ViTConfig, ViTModel
 
 from reid.losses.local import masked_patch_mse
-from reid.models.image_decoding import ImageDecoder, check_strategy, patch_targets, random_patch_mask
+from reid.models.config import check_decoding_strategy
+from reid.models.image_decoding import ImageDecoder, patch_targets, random_patch_mask
 
 SIZE, PATCH, DIM, TEXT = (32, 16), 8, 32, 12
 
@@ -68,7 +69,7 @@ def test_the_mask_ratio_holds_on_every_row() -> None:
 
 def test_the_discrete_strategies_are_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="DALL-E VQ-VAE, which cannot be downloaded"):
-        check_strategy("discrete")
+        check_decoding_strategy("discrete")
     with pytest.raises(ValueError, match="must be one of"):
-        check_strategy("pixels")
-    assert check_strategy("after_pe") == "after_pe"
+        check_decoding_strategy("pixels")
+    assert check_decoding_strategy("after_pe") == "after_pe"

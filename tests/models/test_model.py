@@ -14,7 +14,7 @@ from transformers import ViTConfig, ViTModel
 
 from reid.config import ConfigError, load_config
 from reid.models.config import BdamConfig, FusionConfig, ModelConfig
-from reid.models.factory import build_model
+from reid.models.factory import build_model, create_model
 from reid.models.reid_model import ReidModel
 
 TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
@@ -22,6 +22,7 @@ TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
 TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
              "vocab_size": 120, "max_position_embeddings": 32}
 SIZE, TEXT_LEN, BATCH, EMBED = (32, 16), 8, 4, 24
+SIZES = [f"data.image_size=[{SIZE[0]},{SIZE[1]}]", f"data.max_text_length={TEXT_LEN}"]
 
 
 def tiny_config(bdam: BdamConfig | None = None, fusion: FusionConfig | None = None, **kwargs: Any) -> ModelConfig:
@@ -235,16 +236,32 @@ def test_ablations_are_config_settings() -> None:
         "model.bdam.heads=2", "model.bdam.blocks=2", "model.bdam.cross_attention=false", "model.bdam.gate=false",
         "model.fusion.kind=none", "model.text_pooling=cls", "model.image_mean=[0.4, 0.5, 0.6]",
     ]
-    cfg = load_config(None, overrides).model
-    model = build_model(cfg, SIZE, TEXT_LEN)
+    model = create_model(load_config(None, [*overrides, *SIZES]))
     assert len(model.bdam.blocks) == 2 and model.bdam.blocks[1].id_cross is None and model.bdam.gate is None
     assert not model.fusion_uses_text and model.text_encoder.pooling == "cls"
     torch.testing.assert_close(model.pixel_mean.flatten(), torch.tensor([0.4, 0.5, 0.6]))
-    assert build_model(load_config(None, [*overrides, "model.bdam.enabled=false"]).model, SIZE, TEXT_LEN).bdam is None
+    assert model.image_size == SIZE
+    assert create_model(load_config(None, [*overrides, *SIZES, "model.bdam.enabled=false"])).bdam is None
     with pytest.raises(ConfigError, match="bdam"):
         load_config(None, ["model.bdam.blocks=0"])
     with pytest.raises(ConfigError, match="text_pooling"):
         load_config(None, ["model.text_pooling=max"])
+
+
+def test_the_image_decoding_settings_reach_the_model_through_create_model() -> None:
+    """``model.image_decoding``: the strategy gives the model its decoder and the mask ratio the share of
+    patches each training step masks (8 patches of 8 x 8 in 32 x 16: 2 at 0.25, 4 at the default 0.5)."""
+    overrides = [f"model.vision_config={TINY_VIT}", f"model.text_config={TINY_BERT}", "model.embed_dim=16",
+                 "model.bdam.heads=2", "model.bdam.blocks=1", "model.fusion.kind=none", *SIZES,
+                 "model.image_decoding.strategy=after_vit"]
+    for ratio, masked in ((0.25, 2), (0.5, 4)):
+        torch.manual_seed(0)
+        model = create_model(load_config(None, [*overrides, f"model.image_decoding.mask_ratio={ratio}"])).train()
+        assert model.image_decoding == "after_vit" and model.image_decoder is not None
+        out = model(make_batch())
+        assert out["decoded_mask"].sum(1).tolist() == [masked] * BATCH
+        assert out["decoded"].shape == out["decoded_target"].shape == (BATCH, 8, 3 * 8 * 8)
+    assert create_model(load_config(None, overrides[:-1])).image_decoder is None
 
 
 def test_description_dropout_hides_descriptions_in_training_only() -> None:

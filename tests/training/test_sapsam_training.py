@@ -54,8 +54,8 @@ class Epochs:
 
 
 @pytest.mark.parametrize("sets", [[f"model.local_align.kind={k}"] for k in KINDS]
-                         + [[f"loss.image_decoding={s}"] for s in STRATEGIES]
-                         + [["model.local_align.kind=elca", "loss.image_decoding=after_pe",
+                         + [[f"model.image_decoding.strategy={s}"] for s in STRATEGIES]
+                         + [["model.local_align.kind=elca", "model.image_decoding.strategy=after_pe",
                              "model.bdam.enabled=false", "model.fusion.kind=none"]],
                          ids=[*KINDS, *STRATEGIES, "sapsam_alone"])
 def test_each_piece_trains_two_steps_through_the_loop(dataset: str, tmp_path: Path, sets: list[str]) -> None:
@@ -63,7 +63,7 @@ def test_each_piece_trains_two_steps_through_the_loop(dataset: str, tmp_path: Pa
     result, _ = train_local(config_for(dataset, *sets), tmp_path / "run", tracker=tracker)
     assert result.finished and result.state.step == 2
     logged = tracker.metrics[0]
-    for term, key in (("local_align", "model.local_align.kind"), ("image_decoding", "loss.image_decoding")):
+    for term, key in (("local_align", "model.local_align.kind"), ("image_decoding", "model.image_decoding")):
         if any(s.startswith(key) for s in sets):
             assert math.isfinite(logged[f"loss/{term}"]) and logged[f"loss/{term}"] > 0
             assert f"weight/{term}" in logged  # a GradNorm task of its own
@@ -101,7 +101,7 @@ def test_each_alignment_kind_lowers_its_own_loss_on_a_fixed_batch(dataset: str, 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_each_decoding_strategy_lowers_its_own_loss_on_a_fixed_batch(dataset: str, strategy: str) -> None:
-    config = config_for(dataset, f"loss.image_decoding={strategy}", "model.local_align.kind=avgpool")
+    config = config_for(dataset, f"model.image_decoding.strategy={strategy}", "model.local_align.kind=avgpool")
     curve = own_loss_curve(config, fixed_batch(config), "image_decoding")
     assert np.mean(curve[-3:]) < 0.9 * np.mean(curve[:3]), curve
 
