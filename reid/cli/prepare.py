@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     """Prepare the dataset and print the manifest counts and the number of rejected records."""
     from reid.cli.main import UserFacingError
     from reid.config import load_config
-    from reid.distributed.prepare_job import PrepareError, prepare_dataset
+    from reid.data.prepare import PrepareError
+    from reid.distributed.prepare_job import prepare_dataset
 
     config = load_config(args.config, args.set)
     try:

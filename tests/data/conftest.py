@@ -52,6 +52,12 @@ def write_raw_dataset(
     return records
 
 
+ROUND_TRIP_RAW: dict[str, Any] = {"identities": 6, "per_identity": 3, "splits": ("train", "val", "test")}
+"""The raw dataset the round-trip tests prepare (on Ray Data and on threads) ..."""
+ROUND_TRIP_COUNTS = {s: {"identities": 2, "images": 6, "captions": 12} for s in ("test", "train", "val")}
+"""... and the manifest's counts both must write for it."""
+
+
 @pytest.fixture()
 def raw_writer(tmp_path: Path):
     """``raw_writer(fmt, **kw) -> (root, records)`` writing into a fresh temporary directory."""

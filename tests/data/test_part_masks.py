@@ -17,11 +17,11 @@ from PIL import Image
 
 from reid.data.part_heuristic import heuristic_labels
 from reid.data.parts import FINE_LABELS, LABEL, PARTS, PartMaskError, decode_labels, encode_labels, part_masks
+from reid.data.prepare import PrepareError, prepare_dataset
 from reid.data.synth import generate
 from reid.data.synth.attributes import sample_identity, sample_nuisance, sample_outfit
 from reid.data.synth.draw import SUPERSAMPLE, draw_canvas, render_person, render_person_with_labels
 from reid.data.transforms import TrainTransform
-from reid.distributed.prepare_job import PrepareError, prepare_dataset
 from reid.storage import list_files, resolve
 
 SIZE = (128, 64)
@@ -128,7 +128,7 @@ def _rows(uri: str) -> list[dict]:
 
 def test_synth_writes_masks_and_prepare_carries_them(raw: Path, tmp_path: Path) -> None:
     truth = json.loads((raw / "synth_attributes.json").read_text())
-    result = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "ds"), local=True)
+    result = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "ds"))
     assert result.manifest["part_masks"] == {"source": "files", "images_with_masks": 24, "missing": 0,
                                              "unreadable": 0}
     rows = _rows(str(tmp_path / "ds"))
@@ -149,7 +149,7 @@ def test_a_bad_or_missing_mask_costs_its_image_nothing(raw: Path, tmp_path: Path
     masks = sorted((copy / "masks").rglob("*.png"))
     masks[0].write_bytes(b"not a png")
     masks[1].unlink()
-    result = prepare_dataset("cuhk-pedes", str(copy), str(tmp_path / "ds"), local=True)
+    result = prepare_dataset("cuhk-pedes", str(copy), str(tmp_path / "ds"))
     assert result.manifest["part_masks"] == {"source": "files", "images_with_masks": 22, "missing": 1,
                                              "unreadable": 1}
     rows = _rows(str(tmp_path / "ds"))
@@ -158,15 +158,15 @@ def test_a_bad_or_missing_mask_costs_its_image_nothing(raw: Path, tmp_path: Path
 
 
 def test_no_masks_and_heuristic_modes(raw: Path, tmp_path: Path) -> None:
-    none = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "none"), local=True, part_masks="none")
+    none = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "none"), part_masks="none")
     assert none.manifest["part_masks"]["images_with_masks"] == 0
     assert all(not data for r in _rows(str(tmp_path / "none")) for data in r["part_labels"])
-    guessed = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "guess"), local=True, part_masks="heuristic")
+    guessed = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "guess"), part_masks="heuristic")
     assert guessed.manifest["part_masks"]["images_with_masks"] == 24
     with pytest.raises(PrepareError, match="part segmenter 'sam': give a built-in .heuristic. or 'module:function'"):
-        prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), local=True, part_masks="sam")
+        prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), part_masks="sam")
     with pytest.raises(PrepareError, match="'nosuch_module:segment' cannot be loaded"):
-        prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), local=True, part_masks="nosuch_module:segment")
+        prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), part_masks="nosuch_module:segment")
 
 
 def test_a_segmenter_plugs_in_by_import_path_and_its_output_is_checked(raw: Path, tmp_path: Path,
@@ -176,13 +176,13 @@ def test_a_segmenter_plugs_in_by_import_path_and_its_output_is_checked(raw: Path
         "def all_clothes(rgb):\n    return np.full(rgb.shape[:2], 4, dtype=np.uint8)\n"
         "def wrong_shape(rgb):\n    return np.zeros((3, 3), dtype=np.uint8)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    good = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "good"), local=True,
+    good = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "good"),
                            part_masks="my_parsing:all_clothes")
     assert good.manifest["part_masks"]["source"] == "my_parsing:all_clothes"
     assert good.manifest["part_masks"]["images_with_masks"] == 24
     labels = decode_labels(_rows(str(tmp_path / "good"))[0]["part_labels"][0])
     assert (labels == LABEL["clothes"]).all()
-    bad = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"), local=True,
+    bad = prepare_dataset("cuhk-pedes", str(raw), str(tmp_path / "bad"),
                           part_masks="my_parsing:wrong_shape")
     assert bad.manifest["part_masks"]["unreadable"] == 24
     assert sum(len(r["image_ids"]) for r in _rows(str(tmp_path / "bad"))) == 24  # every image kept, no region

@@ -9,9 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from reid.cli.main import main
+from reid.data import prepare
 from reid.data.records import explode_identity
 from reid.distributed.prepare_job import prepare_dataset
 from reid.storage import list_files, read_json, resolve
+
+from .conftest import ROUND_TRIP_COUNTS, ROUND_TRIP_RAW
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -54,11 +57,10 @@ def plant_bad_records(root: Path) -> dict[str, str]:
 
 
 def test_prepare_round_trip_local(raw_writer, tmp_path: Path) -> None:
-    root, records = raw_writer("cuhk-pedes", identities=6, per_identity=3, splits=("train", "val", "test"))
+    root, records = raw_writer("cuhk-pedes", **ROUND_TRIP_RAW)
     out = tmp_path / "prepared"
     result = prepare_dataset("cuhk-pedes", str(root), str(out))
-    counts = result.manifest["counts"]
-    assert counts == {s: {"identities": 2, "images": 6, "captions": 12} for s in ("test", "train", "val")}
+    assert result.manifest["counts"] == ROUND_TRIP_COUNTS
     rows = read_identity_rows(str(out))
     assert len(rows) == 6
     assert sorted(r["person_id"] for r in rows if r["split"] == "train") == [0, 1]
@@ -137,11 +139,13 @@ def test_inspect_prints_counts_and_rejections(raw_writer, tmp_path: Path, capsys
 
 
 def test_local_prepare_writes_what_ray_data_writes(raw_writer, tmp_path: Path) -> None:
-    """``reid prepare --local`` (one process, no Ray): the same shards, manifest and report, bad records too."""
+    """The Ray-free pipeline on its thread executors (``reid prepare --local``): the same shards, manifest and
+    report as on Ray Data, bad records too."""
     root, _ = raw_writer("cuhk-pedes", identities=70, per_identity=2, splits=("train", "val", "test"))
     plant_bad_records(root)
     on_ray = prepare_dataset("cuhk-pedes", str(root), str(tmp_path / "ray"))
-    local = prepare_dataset("cuhk-pedes", str(root), str(tmp_path / "local"), local=True)
+    local = prepare.prepare_dataset("cuhk-pedes", str(root), str(tmp_path / "local"),
+                                    load_images=prepare.load_on_threads, write_shards=prepare.write_in_process)
     assert local.report == on_ray.report
     assert {**local.manifest, "created": ""} == {**on_ray.manifest, "created": ""}  # content hash included
     shards = [sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*.parquet"))
