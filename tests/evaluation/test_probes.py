@@ -60,7 +60,7 @@ def test_attribute_labels_read_synthetic_ground_truth_and_refuse_none() -> None:
 def test_probes_of_a_model_on_a_synthetic_dataset(tmp_path: Path) -> None:
     from reid.data.synth import generate
     from reid.distributed.prepare_job import prepare_dataset
-    from reid.models.factory import build_model
+    from reid.models.factory import create_model
     from reid.training.probing import run_probes
 
     generate(str(tmp_path / "raw"), identities=20, images_per_identity=4, seed=3, progress=False)
@@ -69,7 +69,7 @@ def test_probes_of_a_model_on_a_synthetic_dataset(tmp_path: Path) -> None:
         config = load_config("pkg://tiny", [f"data.uri={data}", f"model.bdam.enabled={str(bdam).lower()}",
                                             "data.image_size=[128,64]"])
         torch.manual_seed(0)
-        model = build_model(config.model, (128, 64), config.data.max_text_length)
+        model = create_model(config)
         report = run_probes(model, config, torch.device("cpu"), "train", "test")
         expected = {f"probe/{g}_from_{f}" for g in GROUPS for f in features} | {"probe/chance_id", "probe/chance_clo"}
         assert set(report) == expected
