@@ -1,11 +1,10 @@
-"""Fixtures for Ray Tune tests: a dashboard-enabled local Ray, a real ``mlflow server`` and the colour dataset."""
+"""Fixtures for the Ray tests: a dashboard-enabled local Ray, a real ``mlflow server`` and the colour dataset."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from reid.distributed.runtime import free_port
 
 TRAINING_CONFTEST = Path(__file__).parents[1] / "training" / "conftest.py"
 
@@ -49,19 +50,15 @@ def ray_tune(ray_local: None) -> Iterator[None]:
     yield
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` on 127.0.0.1 (SQLite store and artifacts in a temporary directory, one worker, no
-    job execution); yields its URI once ``/health`` answers and stops it (by its process group) at the end."""
+    job execution), one for the session (each test names its own experiment); yields its URI once ``/health``
+    answers and stops it (by its process group) at the end."""
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts")]

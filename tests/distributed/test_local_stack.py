@@ -18,18 +18,19 @@ from pathlib import Path
 import pytest
 import requests
 
+from reid.distributed.runtime import free_port
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
 
 
 def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
+    """``n`` distinct free ports (the stack's servers each need one of their own)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        if (port := free_port()) not in ports:
+            ports.append(port)
     return ports
 
 

@@ -1,4 +1,5 @@
-"""``ray job submit`` of jobs/train.py to a Ray head started here, tracked by an ``mlflow server`` started here.
+"""``ray job submit`` of jobs/train.py to a Ray head started here, tracked by the session's ``mlflow server``
+(``mlflow_server`` in tests/distributed/conftest.py).
 
 Subprocess level: this test never joins a Ray itself. The head runs with the project's virtualenv first on
 PATH (the entrypoint's ``python``), on ports of its own, under a temporary directory by which it is stopped.
@@ -10,12 +11,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,29 +25,13 @@ from mlflow.tracking import MlflowClient
 sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
 from conftest import write_colour_dataset  # noqa: E402
 
+from reid.distributed.runtime import free_port  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 EPOCHS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {seconds:.0f} s")
 
 
 def stop_tree(roots: list[psutil.Process]) -> None:
@@ -84,27 +67,6 @@ def processes_mentioning(text: str) -> list[psutil.Process]:
 
 
 @pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """``mlflow server`` (SQLite, served artifacts, one worker, no job execution) on 127.0.0.1."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(tmp_path / "mlflow.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp_path / "mlflow-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield url
-    finally:
-        stop_tree([psutil.Process(proc.pid)])
-        log.close()
-
-
-@pytest.fixture()
 def ray_head() -> Iterator[str]:
     """A Ray head (dashboard on 127.0.0.1) under its own temp dir; stopped by the processes naming it."""
     temp = tempfile.mkdtemp(prefix="reid-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
@@ -130,7 +92,6 @@ def ray_head() -> Iterator[str]:
 def test_ray_job_submit_trains_and_tracks_in_mlflow_server(ray_head: str, mlflow_server: str,
                                                             tmp_path: Path) -> None:
     dataset = write_colour_dataset(tmp_path / "dataset")
-    wait_http(f"{mlflow_server}/health", 120)
     overrides = [
         f"data.uri={dataset}", "data.use_descriptions=false", f"train.epochs={EPOCHS}", "train.steps_per_epoch=2",
         "train.workers=1", f"train.storage_uri={tmp_path / 'ckpt'}", "train.name=submitted",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from reid.distributed.runtime import free_port
 
 TOY = textwrap.dedent("""
     import json, os, sys
@@ -74,12 +75,6 @@ DEEPSPEED = TOY + textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, **env}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -93,7 +88,7 @@ def _result(proc: subprocess.Popen[str], timeout: float = 300) -> dict:
 
 @pytest.mark.slow
 def test_ranks_hold_identical_weights_from_averaged_statistics() -> None:
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2"}
     procs = [_run(RANKS, {**env, "RANK": str(rank)}) for rank in (0, 1)]
     both = [_result(p) for p in procs]
     alone = [_result(_run(RANKS, {"RANK": str(rank), "WORLD_SIZE": "1"})) for rank in (0, 1)]
@@ -105,7 +100,7 @@ def test_ranks_hold_identical_weights_from_averaged_statistics() -> None:
 @pytest.mark.slow
 def test_gradnorm_under_deepspeed_zero_0_to_2_matches_plain_torch() -> None:
     pytest.importorskip("deepspeed")
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "DS_ACCELERATOR": "cpu"}
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "DS_ACCELERATOR": "cpu"}
     results = _result(_run(DEEPSPEED, env), timeout=600)
     assert sorted(results) == ["0", "1", "2"]
     for result in results.values():  # weighted_loss -> engine.backward(retain_graph) -> update -> step

