@@ -21,7 +21,7 @@ from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
 from reid.distributed.checkpoint_restore import staged_checkpoint
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
-from reid.distributed.portable import portable_config
+from reid.distributed.portable_config import portable_config
 from reid.distributed.progress import QueueProgress, run_with_progress
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, tracking_uri

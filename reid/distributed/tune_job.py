@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from reid.config import Config, ConfigError
 from reid.config.loader import with_overrides
-from reid.distributed.portable import portable_config
+from reid.distributed.portable_config import portable_config
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, safe_config_yaml, tracking_uri
 from reid.distributed.train_job import RESULT_FILE

@@ -161,7 +161,7 @@ def build_parts(config: Config, context: TrainContext, data: BatchSource, steps:
 
             parts.probe = lambda module: run_probes(module, config, context.device, "train", config.data.val_split)
         if pictures_uri is not None and config.train.pictures:
-            from reid.training.pictures import save_split_pictures
+            from reid.training.evaluation_figures import save_split_pictures
 
             parts.pictures = lambda module: save_split_pictures(
                 module, config, config.data.test_split, pictures_uri, validator.tokenizer, context.device)

@@ -14,7 +14,7 @@ from ray import tune
 
 from reid.config import ConfigError, load_config
 from reid.config.loader import with_overrides
-from reid.distributed.portable import portable_config
+from reid.distributed.portable_config import portable_config
 from reid.distributed.train_job import TRACKING_FILE
 from reid.distributed.tune_job import SearchExistsError, param_space, saved_state, validate_search
 from reid.distributed.tune_stages import READY_FILE, prepare_trial_dataset, upstream_stages

@@ -59,7 +59,7 @@ def test_the_modality_picture_reads_each_images_description(colour_dataset: Path
 
     from reid.models.factory import create_model
     from reid.models.retrieval import TextImageEncoder, build_tokenizer
-    from reid.training.pictures import _gallery_features
+    from reid.training.evaluation_figures import _gallery_features
 
     oracle = _with_descriptions(colour_dataset, tmp_path, "oracle")
     shutil.rmtree(oracle / "identities" / "train")  # keep the gallery split small

@@ -1,4 +1,4 @@
-"""The evaluation pictures of a trained model on one split: BDAM gate histograms, t-SNE of the gated identity
+"""The evaluation figures of a trained model on one split: BDAM gate histograms, t-SNE of the gated identity
 and clothing features, fusion modality weights and a rank-list grid (paper Figs. 3-4)."""
 
 from __future__ import annotations
