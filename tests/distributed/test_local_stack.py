@@ -67,6 +67,17 @@ def _job_finishes(dashboard: str, headers: dict[str, str], job: str) -> str:
     return status
 
 
+def _submit(dashboard: str, headers: dict[str, str], job: dict[str, str]) -> requests.Response:
+    """POST the job; until the head's job agent has registered (seconds after ``ray start`` on a loaded machine)
+    Ray answers 500 "No available agent to submit job", as it tells a user to try again."""
+    for _ in range(60):
+        response = requests.post(f"{dashboard}/api/jobs/", json=job, headers=headers, timeout=30)
+        if response.status_code != 500 or "No available agent" not in response.text:
+            return response
+        time.sleep(1)
+    return response
+
+
 @pytest.fixture()
 def state() -> Iterator[Path]:
     """A short directory of its own (Ray's socket paths under it must stay within 107 bytes)."""
@@ -101,7 +112,7 @@ def test_local_up_locks_ray_and_mlflow_and_local_down_stops_only_this_stack(stat
         assert requests.post(f"{dashboard}/api/jobs/", json=job, headers=wrong, timeout=30).status_code == 403
         assert requests.get(f"{dashboard}/api/jobs/", timeout=30).status_code == 401
         assert requests.get(f"{dashboard}/api/jobs/", headers=token, timeout=30).json() == []  # nothing ran
-        submitted = requests.post(f"{dashboard}/api/jobs/", json=job, headers=token, timeout=30)
+        submitted = _submit(dashboard, token, job)
         assert submitted.status_code == 200, submitted.text
         job_id = submitted.json()["submission_id"]
         assert _job_finishes(dashboard, token, job_id) == "SUCCEEDED"

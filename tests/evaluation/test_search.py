@@ -103,7 +103,7 @@ def stand_in_checkpoint(monkeypatch, encoder_cls):
 
     def load(uri, device="auto", batch_size=64, storage=None):
         encoders.append(encoder_cls())
-        return encoders[-1], load_config(None, ["data.image_size=[16, 8]"])
+        return encoders[-1], load_config(None, ["data.image_size=[16, 8]", "model.vision_config={patch_size: 8}"])
 
     monkeypatch.setattr(loading, "load_encoder", load)
     return encoders
