@@ -18,31 +18,13 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
-from conftest import COLOURS, tiny_config, write_colour_dataset  # noqa: E402
+from conftest import describe_colours, tiny_config, write_colour_dataset  # noqa: E402
 
 from reid.distributed.runtime import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def _describe_colours(dataset: Path) -> None:
-    """Image-grounded identity descriptions of the colour figures (what an MLLM would see in each image)."""
-    import pyarrow.parquet as pq
-
-    from reid.describe.schema import Description
-    from reid.describe.table import append_descriptions
-
-    rows = []
-    for path in sorted((dataset / "identities").rglob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            upper, lower = row["captions"][0][0].split(" a ")[1].split(" shirt and ")
-            lower = lower.split(" trousers")[0]
-            assert upper in COLOURS and lower in COLOURS
-            rows += [Description(image_id, f"A figure, {upper} above and {lower} below.", f"A {upper} top.",
-                                 "oracle") for image_id in row["image_ids"]]
-    append_descriptions(str(dataset), rows)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +39,7 @@ def service(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     root = tmp_path_factory.mktemp("serve")
     dataset = write_colour_dataset(root / "dataset")
-    _describe_colours(dataset)
+    describe_colours(dataset)
     config = tiny_config(dataset, "data.use_descriptions=true", "model.fusion.kind=mamba", "train.engine=torch",
                          "train.epochs=3", "train.steps_per_epoch=40", "optim.lr=2e-3", "train.pictures=false",
                          "eval.probes=false")
