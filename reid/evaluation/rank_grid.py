@@ -35,10 +35,12 @@ def plot_rank_grid(
     scores: np.ndarray | None = None,
     dpi: int = 100,
     storage: StorageConfig | None = None,
+    title: str | None = None,
 ) -> list[list[str]]:
     """Draw one row per query: wrapped text, then ``thumbnails[i][k]`` (uint8 ``[3, H, W]``) in rank order.
 
-    ``correct`` bool ``[N, K]`` colours the frames (grey when None); ``scores`` ``[N, K]`` titles them.
+    ``correct`` bool ``[N, K]`` colours the frames (grey when None); ``scores`` ``[N, K]`` titles them;
+    ``title`` (e.g. which gallery was ranked) heads the figure.
     The figure is ``(3 + 0.9 K) x 1.8 N`` inches at ``dpi``. Returns the frame colour of every cell.
     """
     n = len(queries)
@@ -51,6 +53,8 @@ def plot_rank_grid(
         if array is not None and np.shape(array) != (n, k):
             raise ValueError(f"{name} must be [{n}, {k}], got {np.shape(array)}")
     fig = Figure(figsize=(3 + 0.9 * k, 1.8 * n), dpi=dpi)
+    if title:
+        fig.suptitle(title, fontsize=9)
     grid = fig.add_gridspec(n, k + 1, width_ratios=[3.0] + [0.9] * k, wspace=0.08, hspace=0.25)
     colours = []
     for i, query in enumerate(queries):

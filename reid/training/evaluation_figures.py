@@ -81,7 +81,7 @@ def save_split_pictures(model: ReidModel, config: Config, split: str, out_uri: s
         plot_tsne(features.f_id, features.f_clo, features.pids, f"{name}/tsne.png", seed=config.seed,
                   storage=config.storage, gallery_embeddings=embeddings.gallery.numpy())
         out.files["tsne"] = f"{name}/tsne.png"
-    _rank_grid(embeddings, features, f"{name}/ranks.png", config)
+    _rank_grid(embeddings, features, f"{name}/ranks.png", config, split)
     out.files["ranks"] = f"{name}/ranks.png"
     if config.eval.probes:
         from reid.training.probing import run_probes
@@ -142,8 +142,10 @@ def _gallery_features(model: ReidModel, config: Config, split: str, device: torc
                             torch.cat(w_img).numpy(), torch.cat(has_desc).numpy())
 
 
-def _rank_grid(embeddings: SplitEmbeddings, features: _GalleryFeatures, path: str, config: Config) -> None:
-    """The top gallery images of the first caption of up to GRID_QUERIES persons, framed by correctness."""
+def _rank_grid(embeddings: SplitEmbeddings, features: _GalleryFeatures, path: str, config: Config,
+               split: str) -> None:
+    """The top gallery images of the first caption of up to GRID_QUERIES persons, framed by correctness, under
+    a title saying which gallery was ranked (fused with the images' descriptions, or the images alone)."""
     index = embeddings.index
     first_caption = {}
     for i, pid in enumerate(index.caption_pids.tolist()):
@@ -155,5 +157,9 @@ def _rank_grid(embeddings: SplitEmbeddings, features: _GalleryFeatures, path: st
     order_np = order.numpy()
     correct = features.pids[order_np] == index.caption_pids[chosen][:, None]
     thumbnails = [[features.thumbnails[j] for j in row] for row in order_np]
+    described = features.has_description is not None and bool(np.any(features.has_description))
+    gallery_kind = "images with their descriptions" if described else "the images alone"
     plot_rank_grid([index.captions[i] for i in chosen], thumbnails, path, correct=correct,
-                   scores=scores.numpy(), storage=config.storage)
+                   scores=scores.numpy(), storage=config.storage,
+                   title=f"{split} gallery ranked for one caption per person ({gallery_kind}); "
+                         "green: that person, red: another")
