@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +64,41 @@ def node_local(uri: str) -> bool:
     return parsed.scheme in ("http", "https") and (parsed.hostname or "") in LOOPBACK_HOSTS
 
 
-def check_tracking_store(uri: str, nodes: int) -> None:
-    """Refuse a node-local tracking store on a cluster of several nodes: rank 0, which logs every epoch, may
-    run on another node and would write to (or fail to reach) a store the driver never sees."""
-    if nodes > 1 and node_local(uri):
+def check_tracking_store(uri: str, node_addresses: Collection[str], here: str) -> None:
+    """Refuse a node-local tracking store when some node of the cluster runs on another machine: rank 0, which
+    logs every epoch, may run there and would write to (or fail to reach) a store the driver never sees.
+
+    ``node_addresses`` are the alive nodes' IP addresses (:func:`alive_node_addresses`), ``here`` the driver's
+    node's. Nodes at ``here`` or at a loopback address (a cluster started with ``--node-ip-address 127.0.0.1``)
+    share this machine, its files and its loopback servers, so any store works for them."""
+    away = [a for a in node_addresses if a != here and a not in LOOPBACK_HOSTS]
+    if away and node_local(uri):
+        nodes, elsewhere = len(node_addresses), sorted(set(away))
         raise TrackingStoreError(
-            f"the MLflow tracking store {uri} is local to this node, but the Ray cluster has {nodes} nodes and "
-            "training workers may run on another: set tracking.uri (or MLFLOW_TRACKING_URI) to an `mlflow server` "
-            "that every node reaches, e.g. http://<head-ip>:5000 (cluster/aws-gpu.yaml starts one on the head)")
+            f"the MLflow tracking store {uri} is local to this machine ({here}), but {len(away)} "
+            f"of the Ray cluster's {nodes} nodes run elsewhere ({', '.join(elsewhere[:3])}"
+            f"{', ...' if len(elsewhere) > 3 else ''}) and training workers may run there: set tracking.uri "
+            "(or MLFLOW_TRACKING_URI) to an `mlflow server` that every node reaches, e.g. http://<head-ip>:5000 "
+            "(cluster/aws-gpu.yaml starts one on the head)")
 
 
-def alive_nodes() -> int:
-    """The number of alive nodes of the connected Ray cluster."""
+def alive_node_addresses() -> list[str]:
+    """The IP addresses of the alive nodes of the connected Ray cluster (one per node)."""
     import ray
 
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
+    return [node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")]
+
+
+def driver_address() -> str:
+    """The IP address of the node this process runs on, as Ray knows it."""
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+def check_cluster_tracking_store(uri: str) -> None:
+    """:func:`check_tracking_store` against the connected Ray cluster."""
+    check_tracking_store(uri, alive_node_addresses(), driver_address())
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

@@ -24,7 +24,7 @@ from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.portable_config import portable_config
 from reid.distributed.progress import QueueProgress, run_with_progress
 from reid.distributed.runtime import ensure_ray
-from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, tracking_uri
+from reid.distributed.tracking import RunTracker, check_cluster_tracking_store, tracking_uri
 from reid.storage import adopt_s3_filesystem, exists, list_files, read_json, resolve, s3_filesystem, write_json
 from reid.training.batches import (
     InMemoryBatches,
@@ -274,7 +274,7 @@ def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None,
              run_name: str | None = None) -> RunTracker | None:
     if not config.tracking.enabled:
         return None
-    check_tracking_store(tracking_uri(config.tracking), alive_nodes())
+    check_cluster_tracking_store(tracking_uri(config.tracking))
     saved = run.join(TRACKING_FILE)
     if resume and exists(saved):
         info = read_json(saved)
@@ -316,7 +316,7 @@ def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data
 
     ensure_ray()
     if config.tracking.enabled:
-        check_tracking_store(tracking_uri(config.tracking), alive_nodes())
+        check_cluster_tracking_store(tracking_uri(config.tracking))
     parent = RunTracker.create(config, f"{config.train.name}-seeds") if config.tracking.enabled else None
     results = {}
     for seed in seeds:

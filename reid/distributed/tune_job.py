@@ -18,7 +18,7 @@ from reid.config import Config, ConfigError
 from reid.config.loader import with_overrides
 from reid.distributed.portable_config import portable_config
 from reid.distributed.runtime import ensure_ray
-from reid.distributed.tracking import RunTracker, alive_nodes, check_tracking_store, safe_config_yaml, tracking_uri
+from reid.distributed.tracking import RunTracker, check_cluster_tracking_store, safe_config_yaml, tracking_uri
 from reid.distributed.train_job import RESULT_FILE
 from reid.distributed.tune_stages import upstream_stages
 from reid.distributed.tune_summary import (
@@ -177,7 +177,7 @@ def _new_state(config: Config, space: SearchSpace, root: Location) -> dict[str, 
     state: dict[str, Any] = {"space": space.source, "space_fingerprint": space.fingerprint(),
                              "metric": search_metric(config), "parent_run_id": None, "tracking_uri": None}
     if config.tracking.enabled:
-        check_tracking_store(tracking_uri(config.tracking), alive_nodes())
+        check_cluster_tracking_store(tracking_uri(config.tracking))
         parent = RunTracker.create(config, config.tune.name)
         parent.set_tags({"tune.role": "search", "tune.space": space.name, "tune.metric": search_metric(config),
                          "tune.space_fingerprint": space.fingerprint()})
