@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Start a local stack: a Ray head (dashboard on), an S3-protocol server (moto) and an MLflow server (SQLite
-# backend, artifacts in the S3 bucket). Prints the variables to export. Stop with local_down.sh.
+# Start a local stack: a Ray head (dashboard on), REID_STACK_WORKERS worker nodes (default 0; each a raylet of
+# its own on this machine with REID_NODE_CPUS CPUs, default 1, and the resource node_<i>: cluster/local_node.sh),
+# an S3-protocol server (moto) and an MLflow server (SQLite backend, artifacts in the S3 bucket). REID_HEAD_CPUS
+# caps the head's CPUs, REID_HEAD_OBJECT_STORE_MB its object store (default 1024; each worker node's:
+# REID_NODE_OBJECT_STORE_MB, default 512). Prints the variables to export. Stop with local_down.sh.
 #
 # Doors. REID_STACK_HOST (default 127.0.0.1) is the address Ray and MLflow listen on. Beyond loopback both are
 # locked, always: Ray with token authentication (RAY_AUTH_MODE=token: its dashboard, job API and GCS want the
@@ -94,8 +97,17 @@ echo $! > "$STATE/mlflow.pid"
     export MLFLOW_TRACKING_PASSWORD
   fi
   exec ray start --head --node-ip-address "$NODE_IP" --port "$RAY_PORT" --dashboard-host "$HOST" \
-    --dashboard-port "$DASHBOARD_PORT" --temp-dir "$STATE/ray" --disable-usage-stats > "$STATE/ray.log" 2>&1
+    --dashboard-port "$DASHBOARD_PORT" --temp-dir "$STATE/ray" --disable-usage-stats \
+    --object-store-memory $(( ${REID_HEAD_OBJECT_STORE_MB:-1024} * 1024 * 1024 )) \
+    ${REID_HEAD_CPUS:+--num-cpus "$REID_HEAD_CPUS"} > "$STATE/ray.log" 2>&1
 ) || { tail -3 "$STATE/ray.log" >&2; echo "local_up.sh: ray start failed (log: $STATE/ray.log); stop the rest with local_down.sh" >&2; exit 1; }
+# What cluster/local_node.sh needs to add a worker node (addresses and the token's file, never a secret).
+printf 'NODE_IP=%q\nRAY_PORT=%q\nRAY_AUTH_MODE=%q\nRAY_AUTH_TOKEN_PATH=%q\nVENV_BIN=%q\n' "$NODE_IP" "$RAY_PORT" \
+  "$RAY_AUTH_MODE" "${RAY_AUTH_TOKEN_PATH:-}" "$VENV_BIN" > "$STATE/stack.env"
+for i in $(seq 1 "${REID_STACK_WORKERS:-0}"); do
+  bash cluster/local_node.sh add "$i" "${REID_NODE_CPUS:-1}" > /dev/null \
+    || { echo "local_up.sh: worker node $i did not start; stop the rest with local_down.sh" >&2; exit 1; }
+done
 for _ in $(seq 100); do curl -sf "http://$NODE_IP:$MLFLOW_PORT/health" > /dev/null && break; sleep 0.3; done
 curl -sf "http://$NODE_IP:$MLFLOW_PORT/health" > /dev/null || { tail -3 "$STATE/mlflow.log" >&2;
   echo "local_up.sh: MLflow did not come up (log: $STATE/mlflow.log); stop the rest with local_down.sh" >&2; exit 1; }

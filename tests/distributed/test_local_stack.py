@@ -5,11 +5,13 @@ local_down.sh stops this stack's processes (found by its own Ray temp dir, not `
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -134,3 +136,58 @@ def test_local_up_locks_ray_and_mlflow_and_local_down_stops_only_this_stack(stat
     assert not any(Path(f"/proc/{pid}").exists() and "Z" not in _state_of(pid) for pid in servers)
     for port in (s3, mlflow, dashboard_port, gcs):
         assert _refused(port), port
+
+
+NODES = """
+import json, ray
+ray.init(address="127.0.0.1:{port}", logging_level="ERROR")
+print(json.dumps([{{"alive": n["Alive"], "resources": n["Resources"]}} for n in ray.nodes()]))
+"""
+
+
+def _nodes(gcs: int) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", NODES.format(port=gcs)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_local_up_starts_worker_nodes_and_local_node_kills_one_by_its_pid(state: Path) -> None:
+    """REID_STACK_WORKERS=2: three raylets on this machine, each worker with its CPU, its object store and its
+    node_<i> resource; `local_node.sh kill 1` ends that raylet (Ray then reports the node dead) and leaves the
+    others; local_down.sh stops all of them."""
+    s3, mlflow, gcs, dashboard_port = _free_ports(4)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    env.update({"REID_STACK_DIR": str(state), "REID_STACK_WORKERS": "2", "REID_HEAD_CPUS": "1",
+                "REID_S3_PORT": str(s3), "REID_MLFLOW_PORT": str(mlflow), "REID_RAY_PORT": str(gcs),
+                "REID_DASHBOARD_PORT": str(dashboard_port), "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"})
+    up = subprocess.run(["bash", "cluster/local_up.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        nodes = _nodes(gcs)
+        assert len(nodes) == 3 and all(n["alive"] for n in nodes)
+        workers = {name: n for n in nodes for name in n["resources"] if name.startswith("node_")}
+        assert sorted(workers) == ["node_1", "node_2"]
+        for node in workers.values():
+            assert node["resources"]["CPU"] == 1 and node["resources"]["object_store_memory"] == 512 * 2**20
+        pid = int((state / "node-1.pid").read_text())
+        killed = subprocess.run(["bash", "cluster/local_node.sh", "kill", "1"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert killed.returncode == 0 and f"raylet pid {pid} killed" in killed.stdout, killed.stderr
+        for _ in range(60):  # the GCS marks a node dead after its missed health checks
+            alive = {name for n in _nodes(gcs) if n["alive"] for name in n["resources"] if name.startswith("node_")}
+            if alive == {"node_2"}:
+                break
+            time.sleep(2)
+        assert alive == {"node_2"}
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state_of(pid)
+        listed = subprocess.run(["bash", "cluster/local_node.sh", "list"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60).stdout
+        assert "node 2:" in listed and "alive" in listed and "node 1:" not in listed
+    finally:
+        down = subprocess.run(["bash", "cluster/local_down.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert down.returncode == 0 and "local stack stopped" in down.stdout and down.stderr == ""
+    assert _stack_processes(state) == []
