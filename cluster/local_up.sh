@@ -3,7 +3,8 @@
 # its own on this machine with REID_NODE_CPUS CPUs, default 1, and the resource node_<i>: cluster/local_node.sh),
 # an S3-protocol server (moto) and an MLflow server (SQLite backend, artifacts in the S3 bucket). REID_HEAD_CPUS
 # caps the head's CPUs, REID_HEAD_OBJECT_STORE_MB its object store (default 1024; each worker node's:
-# REID_NODE_OBJECT_STORE_MB, default 512). Prints the variables to export. Stop with local_down.sh.
+# REID_NODE_OBJECT_STORE_MB, default 512), REID_DASHBOARD_AGENT_PORT the head's job agent (Ray's 52365; another Ray
+# on this host holds that one). Prints the variables to export. Stop with local_down.sh.
 #
 # Doors. REID_STACK_HOST (default 127.0.0.1) is the address Ray and MLflow listen on. Beyond loopback both are
 # locked, always: Ray with token authentication (RAY_AUTH_MODE=token: its dashboard, job API and GCS want the
@@ -97,7 +98,8 @@ echo $! > "$STATE/mlflow.pid"
     export MLFLOW_TRACKING_PASSWORD
   fi
   exec ray start --head --node-ip-address "$NODE_IP" --port "$RAY_PORT" --dashboard-host "$HOST" \
-    --dashboard-port "$DASHBOARD_PORT" --temp-dir "$STATE/ray" --disable-usage-stats \
+    --dashboard-port "$DASHBOARD_PORT" --dashboard-agent-listen-port "${REID_DASHBOARD_AGENT_PORT:-52365}" \
+    --temp-dir "$STATE/ray" --disable-usage-stats \
     --object-store-memory $(( ${REID_HEAD_OBJECT_STORE_MB:-1024} * 1024 * 1024 )) \
     ${REID_HEAD_CPUS:+--num-cpus "$REID_HEAD_CPUS"} > "$STATE/ray.log" 2>&1
 ) || { tail -3 "$STATE/ray.log" >&2; echo "local_up.sh: ray start failed (log: $STATE/ray.log); stop the rest with local_down.sh" >&2; exit 1; }

@@ -89,9 +89,12 @@ def state() -> Iterator[Path]:
 
 
 def test_local_up_locks_ray_and_mlflow_and_local_down_stops_only_this_stack(state: Path) -> None:
-    s3, mlflow, gcs, dashboard_port = _free_ports(4)
+    s3, mlflow, gcs, dashboard_port, agent = _free_ports(5)
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "MLFLOW_TRACKING_PASSWORD")}
+    # The job agent on a port of its own: the session's Ray of the other tests holds Ray's default 52365, and a
+    # head whose agent cannot bind answers every submission with 500 "No available agent".
+    env.update({"REID_DASHBOARD_AGENT_PORT": str(agent)})
     env.update({"REID_STACK_DIR": str(state), "REID_STACK_AUTH": "1", "REID_S3_PORT": str(s3),
                 "REID_MLFLOW_PORT": str(mlflow), "REID_RAY_PORT": str(gcs), "REID_DASHBOARD_PORT": str(dashboard_port)})
     up = subprocess.run(["bash", "cluster/local_up.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
