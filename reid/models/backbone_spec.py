@@ -21,8 +21,8 @@ OUTPUT_STRIDE = 16  # every convolutional backbone's token grid: 8 x 4 cells at 
 DEFAULT_CHANNELS = (32, 64, 128, 256)  # the random-init CNN's blocks (stride 16)
 CNN_OPTIONS = {
     "cnn": {"hidden_size", "channels", "batch_norm", "output_stride"},
-    "efficientnet-lite": {"hidden_size", "variant", "batch_norm", "output_stride"},
-    "mobilenetv2": {"hidden_size", "batch_norm", "output_stride"},
+    "efficientnet-lite": {"hidden_size", "variant", "batch_norm", "output_stride", "trunk"},
+    "mobilenetv2": {"hidden_size", "batch_norm", "output_stride", "trunk"},
 }
 
 
@@ -103,6 +103,13 @@ def output_stride(spec: BackboneSpec) -> int:
                              f"leave it out or set {stride}")
         return stride
     stride = int(spec.options.get("output_stride", OUTPUT_STRIDE))
+    trunk = spec.options.get("trunk", "full")
+    if trunk not in ("full", "stride16"):
+        raise ValueError(f"model.vision_config.trunk must be 'full' (every pretrained stage) or 'stride16' (up to the "
+                         f"last stage at stride 16), got {trunk!r}")
+    if trunk == "stride16" and stride != 16:
+        raise ValueError(f"model.vision_config.trunk 'stride16' gives output stride 16, not {stride}: leave "
+                         "output_stride out")
     if stride not in (16, 32):
         raise ValueError(f"model.vision_config.output_stride must be 16 or 32 for a {spec.family}, got {stride}")
     return stride

@@ -104,13 +104,13 @@ def build_conv_backbone(spec: BackboneSpec, image_size: tuple[int, int]) -> Conv
         from reid.models.efficientnet_lite import EfficientNetLite, load_efficientnet_lite_weights
 
         options.setdefault("variant", "lite0")
-        trunk = EfficientNetLite(options["variant"], stride)
+        trunk = EfficientNetLite(options["variant"], stride, trunk=options.setdefault("trunk", "full"))
         if spec.weights is not None:
             load_efficientnet_lite_weights(trunk, spec.weights.path())
     else:
         from reid.models.mobilenet_v2 import MobileNetV2Features, load_mobilenet_v2_weights
 
-        trunk = MobileNetV2Features(stride)
+        trunk = MobileNetV2Features(stride, trunk=options.setdefault("trunk", "full"))
         if spec.weights is not None:
             load_mobilenet_v2_weights(trunk, spec.weights.path())
     pretrained = spec.weights is not None

@@ -89,6 +89,44 @@ def test_mobilenetv2_features_load_strictly_and_act_pretrained() -> None:
     assert correlation < 0.3 and spread > 5.0, (correlation, spread)
 
 
+@pytest.mark.parametrize("family", ["efficientnet-lite0", "mobilenetv2"])
+def test_a_stride16_trunk_is_the_pretrained_network_up_to_its_last_stride16_stage(family: str) -> None:
+    """``vision_config.trunk: stride16`` loads only the tensors it keeps and computes exactly the full pretrained
+    network's activations at the end of its last stage of stride 16 (before the stage that would halve them)."""
+    from reid.models.factory import create_model
+
+    pixels = photo("chelsea", (128, 64))
+    if family == "mobilenetv2":
+        path, channels = PACKAGED_IMAGE_WEIGHTS[family].path(), 96
+        full, short = MobileNetV2Features(16), MobileNetV2Features(16, trunk="stride16")
+        load_mobilenet_v2_weights(full, path)
+        load_mobilenet_v2_weights(short, path)
+        kept = len(short.features)
+        reference = full.features[:kept].eval()
+    else:
+        path, channels = PACKAGED_IMAGE_WEIGHTS[family].path(), 112
+        full, short = EfficientNetLite("lite0", 16), EfficientNetLite("lite0", 16, trunk="stride16")
+        load_efficientnet_lite_weights(full, path)
+        load_efficientnet_lite_weights(short, path)
+        kept = len(short._blocks)
+
+        def reference(x: torch.Tensor) -> torch.Tensor:
+            x = F.relu6(full._bn0(full._conv_stem(x)))
+            for block in full._blocks[:kept]:
+                x = block(x)
+            return x
+        full.eval()
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(short.state_dict()) < set(stored) and short.out_channels == channels
+    with torch.no_grad():
+        features = short.eval()(pixels)
+        assert features.shape == (1, channels, 8, 4) and torch.equal(features, reference(pixels))
+    model = create_model(load_config("pkg://demo", [f"model.vision_name_or_path=pkg:{family}",
+                                                    "model.vision_config={hidden_size: 32, trunk: stride16}"]))
+    assert model.image_encoder(pixels).shape == (1, 32, 32)
+    assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters()) / 2
+
+
 @pytest.mark.parametrize("kind", sorted(BACKBONES))
 def test_every_backbone_gives_the_model_tokens_and_their_grid(kind: str) -> None:
     """Tokens [B, prefix + h*w, D] with at least 8 x 4 cells at 128 x 64, masking that changes the masked cells'
@@ -148,6 +186,9 @@ def test_pretrained_batch_norm_keeps_its_statistics_and_a_random_cnn_learns_its_
      "applies to a ViT only"),
     (["model.vision_name_or_path=null", "model.vision_config={model_type: cnn, hiden_size: 64}"],
      "unknown key model.vision_config.hiden_size"),
+    (["model.vision_config={trunk: stride16, output_stride: 32}"],
+     "model.vision_config.trunk 'stride16' gives output stride 16, not 32"),
+    (["model.vision_config={trunk: half}"], "model.vision_config.trunk must be 'full' (every pretrained stage) or"),
 ])
 def test_a_backbone_setting_that_cannot_work_is_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
