@@ -36,7 +36,9 @@ def setup_console(command: str, verbose: bool) -> Path | None:
         directory = Path(os.environ.get(LOG_DIR_ENV, "runs/logs"))
         directory.mkdir(parents=True, exist_ok=True)
         _log_file = (directory / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log").absolute()
-        file = logging.FileHandler(_log_file, encoding="utf-8")
+        # a+: the log can be read back from the open file (publish it at the end) even where the directory was
+        # replaced meanwhile (Ray re-extracts a job's working directory, the default log directory's parent)
+        file = logging.FileHandler(_log_file, mode="a+", encoding="utf-8")
         file.setLevel(logging.DEBUG if verbose else logging.INFO)
         file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         _handlers.append(file)
@@ -53,6 +55,23 @@ def setup_console(command: str, verbose: bool) -> Path | None:
 def log_file() -> Path | None:
     """The file this command's full log goes to."""
     return _log_file
+
+
+def log_text() -> str | None:
+    """Everything written to this command's log file so far, read from the open file (None without one)."""
+    for handler in _handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+            handler.acquire()
+            try:
+                handler.flush()
+                stream = handler.stream
+                stream.seek(0)
+                text = stream.read()
+                stream.seek(0, os.SEEK_END)
+                return text
+            finally:
+                handler.release()
+    return None
 
 
 def verbose() -> bool:

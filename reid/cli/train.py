@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from reid.cli.main import UserFacingError
     from reid.config import load_config
     from reid.distributed.tracking import TrackingStoreError
-    from reid.distributed.train_job import RunExistsError, train, train_seeds
+    from reid.distributed.train_job import RunExistsError, publish_log, train, train_seeds
     from reid.evaluation.selection import parse_seeds
 
     config = load_config(args.config, args.set)
@@ -42,18 +42,25 @@ def run(args: argparse.Namespace) -> int:
         outcome = train(config, args.resume, data=args.data_source, console=not args.json)
     except (RunExistsError, TrackingStoreError, FileNotFoundError, ValueError) as exc:
         raise UserFacingError(str(exc)) from exc
+    from reid.cli.console import log_file, log_text
+
+    log_uri = publish_log(config, outcome, log_file().name, log_text()) if log_file() is not None else None
     if args.json:
         print(json.dumps({"run_uri": outcome.run_uri, "best_checkpoint": outcome.best_uri,
                           "best_epoch": outcome.best_epoch, "val": outcome.val_metrics,
-                          "test": outcome.test_metrics, "mlflow_run_id": outcome.mlflow_run_id}))
+                          "test": outcome.test_metrics, "mlflow_run_id": outcome.mlflow_run_id,
+                          "workers": [{"rank": r, "node_id": n, "node_ip": a}
+                                      for r, (n, a) in enumerate(outcome.placement)]}))
         return 0
-    print("\n".join(summary_lines(outcome)))
+    print("\n".join(summary_lines(outcome, log_uri)))
     return 0
 
 
-def summary_lines(outcome) -> list[str]:
-    """The end of ``reid train``: best epoch on validation, test metrics, where the run and its logs are."""
+def summary_lines(outcome, log_uri: str | None = None) -> list[str]:
+    """The end of ``reid train``: best epoch on validation, test metrics, where the workers ran, where the run
+    and its logs are (``log_uri``: where the log was copied, for a run in object storage)."""
     from reid.cli.console import log_file
+    from reid.distributed.nodes import placement_line
     from reid.evaluation.table import gallery_mode_lines
     from reid.evaluation.table import metrics_line as metrics
 
@@ -63,8 +70,12 @@ def summary_lines(outcome) -> list[str]:
     if outcome.test_metrics:
         lines += gallery_mode_lines(outcome.test_metrics, "  test (best checkpoint)")
     lines += [f"  best checkpoint: {outcome.best_uri}", f"  run: {outcome.run_uri}"]
+    if outcome.placement:
+        lines.append(f"  placement: {placement_line(outcome.placement)}")
     if outcome.mlflow_run_id:
         lines.append(f"  MLflow run: {outcome.mlflow_run_id}")
-    if log_file() is not None:
+    if log_uri is not None:
+        lines.append(f"  full log: {log_uri}")
+    elif log_file() is not None:
         lines.append(f"  full log: {log_file()}")
     return lines

@@ -29,6 +29,10 @@ class QueueProgress:
     def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self._put({"kind": "epoch", "epoch": epoch, "metrics": {k: float(v) for k, v in metrics.items()}})
 
+    def note(self, text: str) -> None:
+        """A line for the console as it is (where the workers run)."""
+        self._put({"kind": "note", "text": text})
+
     def _put(self, event: dict[str, Any]) -> None:
         try:
             self.events.put_nowait(event)
@@ -80,6 +84,9 @@ def run_with_progress(fit: Callable[[], Any], events: Any, epochs: int, select: 
                 continue
             if event["kind"] == "step":
                 bar.step(event["epoch"], event["step"], event["steps"], event["samples_per_s"])
+            elif event["kind"] == "note":
+                bar.close()
+                tqdm.write(event["text"], file=out)
             else:
                 bar.close()
                 tqdm.write(epoch_line(event["epoch"], epochs, event["metrics"], select), file=out)

@@ -21,11 +21,23 @@ from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
 from reid.distributed.checkpoint_restore import staged_checkpoint
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
+from reid.distributed.nodes import check_driver_paths, gather_placement, placement_line, placement_tags
 from reid.distributed.portable_config import portable_config
 from reid.distributed.progress import QueueProgress, run_with_progress
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, check_cluster_tracking_store, tracking_uri
-from reid.storage import adopt_s3_filesystem, exists, list_files, read_json, resolve, s3_filesystem, write_json
+from reid.storage import (
+    Location,
+    adopt_s3_filesystem,
+    exists,
+    list_files,
+    read_bytes,
+    read_json,
+    resolve,
+    s3_filesystem,
+    write_bytes,
+    write_json,
+)
 from reid.training.batches import (
     InMemoryBatches,
     epoch_passes,
@@ -66,6 +78,8 @@ class TrainOutcome:
     best_epoch: int | None
     mlflow_run_id: str | None
     finished: bool
+    placement: tuple[tuple[str, str], ...] = ()  # (node id, IP address) of each rank, as the last worker group ran
+    mlflow_uri: str | None = None
 
 
 class RayTrainContext:
@@ -127,6 +141,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     if loop_config.get("s3_filesystem") is not None:
         adopt_s3_filesystem(loop_config["s3_filesystem"])
     context = RayTrainContext()
+    placement = gather_placement(context.world_rank, context.world_size, context.device)
+    logger.info("rank %d of %d on node %s (%s)", context.world_rank, context.world_size, *placement[context.world_rank])
     if config.train.deterministic:
         torch.set_num_threads(1)
     descriptions = load_training_descriptions(config)
@@ -141,14 +157,16 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                         pictures_uri=loop_config.get("pictures_uri"))
     if context.world_rank == 0 and loop_config.get("mlflow_run_id"):
         parts.tracker = RunTracker(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
+        parts.tracker.set_tags(placement_tags(placement))  # tags, not params: a restarted group may move
     if context.world_rank == 0 and loop_config.get("progress") is not None:
         parts.progress = QueueProgress(loop_config["progress"])
+        parts.progress.note(placement_line(placement))
     result = train_loop(config, context, parts)
     if context.world_rank == 0:
         payload = {"best_uri": result.best_uri if result.state.best_epoch is not None else None,
                    "best_epoch": result.state.best_epoch, "val": result.val_metrics, "test": result.test_metrics,
                    "finished": result.finished, "history": result.state.history,
-                   "started_at_epoch": result.started_at_epoch}
+                   "started_at_epoch": result.started_at_epoch, "placement": placement}
         write_json(resolve(loop_config["run_uri"], config.storage).join(RESULT_FILE), payload)
 
 
@@ -216,7 +234,7 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
         train_worker, train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=config.train.workers, use_gpu=use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources, placement_strategy=config.train.placement),
         run_config=run_config,
     )
 
@@ -242,6 +260,7 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     shard_identities(config.data.uri, "train", config.storage)  # a missing dataset fails here, as clearly
     check_part_regions(config)
     ensure_ray()
+    check_driver_paths(config)  # a local path that workers on other machines would not see: refused here
     fusion_input, why = warn_if_image_only(config)
     tracker = _tracker(config, run, resume, parent_run_id, run_name)
     try:
@@ -286,8 +305,12 @@ def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None,
 
 def _outcome(config: Config, run: Any, tracker: RunTracker | None) -> TrainOutcome:
     result = read_json(run.join(RESULT_FILE))
+    placement = tuple(tuple(p) for p in result.get("placement", ()))
+    if placement:
+        logger.info("workers: %s", placement_line(placement))
     return TrainOutcome(run.uri, result["best_uri"], result["val"], result["test"], result["best_epoch"],
-                        tracker.run_id if tracker else None, result["finished"])
+                        tracker.run_id if tracker else None, result["finished"], placement,
+                        tracker.uri if tracker else None)
 
 
 def _finish_tracking(tracker: RunTracker, outcome: TrainOutcome) -> None:
@@ -304,8 +327,39 @@ def _finish_tracking(tracker: RunTracker, outcome: TrainOutcome) -> None:
         tags["pictures_uri"] = pictures.uri
         if not pictures.is_remote:
             tracker.log_artifacts(pictures.path, PICTURES_DIR)
+        else:  # rank 0 drew them into object storage, wherever it ran: copied here through a temporary directory
+            with tempfile.TemporaryDirectory(prefix="reid-pictures-") as tmp:
+                for path in list_files(pictures):
+                    name = path[len(pictures.path.rstrip("/")) + 1:]  # S3 paths are relative: no os.path here
+                    os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
+                    with open(os.path.join(tmp, name), "wb") as handle:
+                        handle.write(read_bytes(Location(f"s3://{path}", pictures.filesystem, path)))
+                tracker.log_artifacts(tmp, PICTURES_DIR)
     tracker.set_tags(tags)
     tracker.finish("FINISHED" if outcome.finished else "KILLED")
+
+
+LOGS_DIR = "logs"
+
+
+def publish_log(config: Config, outcome: TrainOutcome, name: str, text: str | None) -> str | None:
+    """Copy the driver's log (``text``, the file ``name`` of ``$REID_LOG_DIR`` on the driver's node: under ``ray job
+    submit`` inside the head's copy of the working directory, which Ray removes) to the MLflow run's ``logs/``
+    artifacts and, for a run in object storage, to ``<run>/logs/<name>``; returns that URI, else None."""
+    if text is None:
+        return None
+    if outcome.mlflow_run_id and outcome.mlflow_uri:
+        try:  # no path of this process's working directory here: under a Ray job it may have been replaced
+            tracker = RunTracker(outcome.mlflow_uri, outcome.mlflow_run_id)
+            tracker.client.log_text(outcome.mlflow_run_id, text, f"{LOGS_DIR}/{name}")
+        except Exception as exc:  # the run is trained and tracked: a missing log copy is worth a warning only
+            logger.warning("could not copy the log %s to MLflow run %s: %s", name, outcome.mlflow_run_id, exc)
+    run = resolve(outcome.run_uri, config.storage)
+    if not run.is_remote:
+        return None
+    target = run.join(LOGS_DIR, name)
+    write_bytes(target, text.encode("utf-8"))
+    return target.uri
 
 
 def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str = "ray",

@@ -59,6 +59,8 @@ class TrainConfig:
     run early while keeping the schedule of ``epochs`` (an interruption that ``--resume`` continues).
     ``deterministic`` asks torch for deterministic kernels. ``pictures``: at the end, rank 0 draws the
     evaluation pictures of the best model on the test split into ``<storage_uri>/<name>/pictures``.
+    ``placement`` is Ray's placement strategy for the workers' bundles: ``PACK`` (as few nodes as fit),
+    ``SPREAD`` (over nodes where it can) or ``STRICT_SPREAD`` (every worker on a node of its own, or no start).
     """
 
     epochs: int = 10
@@ -77,6 +79,7 @@ class TrainConfig:
     stop_after_epochs: int | None = None
     deterministic: bool = False
     pictures: bool = True
+    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.workers < 1 or self.val_every < 1:
