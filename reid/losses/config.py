@@ -36,6 +36,11 @@ class LossConfig:
     between that images-alone embedding and the embedding of the image's own identity description (detached),
     so the image path learns what the description says it shows (build, height, skin, hair).
 
+    ``gather_across_ranks``: on a data-parallel run the InfoNCE terms (eq. 3 and ``image_only``) rank each
+    query against the gallery rows of every rank, not only its own: with 2 workers of batch 32 each query
+    meets 63 candidates, as in one process of batch 64 (the gradient is the global-batch loss's; see
+    :func:`~reid.losses.gather.gather_rows`). The triplet, clothing and decoupling terms stay per rank.
+
     SAP-SAM's terms: ``local_align`` is the weight of the local concept alignment InfoNCE, on when
     ``model.local_align.kind`` is not ``none``; ``image_decoding_weight`` the weight of the masked image
     decoding MSE, on when ``model.image_decoding.strategy`` is not ``none`` (the strategy and the mask ratio
@@ -47,6 +52,7 @@ class LossConfig:
     infonce: bool = True
     image_only: float = 0.0
     image_description: float = 0.0
+    gather_across_ranks: bool = True
     triplet: bool = True
     adversarial: bool = True
     clothing_match: bool = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -64,7 +64,8 @@ def create_balancer(loss: LossConfig, gradnorm: GradNormConfig, bdam: bool = Tru
     return build_balancer(gradnorm, names, fixed)
 
 
-def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: LossConfig) -> dict[str, Tensor]:
+def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: LossConfig,
+                   gather: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
     """Named scalar losses of the enabled terms (paper 3.2, 3.5).
 
     Reads from ``outputs`` (the model's forward dict): ``query_emb`` [B, E] and ``gallery_emb`` [B, E]
@@ -77,10 +78,13 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
     ``has_clo_desc`` with fewer than two True) gives 0 for the clothing terms, still attached to the graph.
 
     - ``infonce``: eq. 3 multi-positive on (query_emb, gallery_emb), plus ``cfg.image_only`` times the same on
-      (query_emb, gallery_emb_image) when the model gave the embedding of the images alone (the gallery of a
-      new camera, which no MLLM has described, is embedded that way), plus ``cfg.image_description`` times the
-      same between each image's identity description (``id_text_emb``, detached: a target the text side learns
-      from the captions) and that embedding, over the rows with a description;
+      (query_emb, gallery_emb_image), the embedding of the images alone (the gallery of a new camera, which no
+      MLLM has described, is embedded that way; ``gallery_emb`` itself when the batch had no description, which
+      is then that embedding). With ``gather`` (:func:`~reid.losses.gather.gather_rows` on a data-parallel
+      run with ``cfg.gather_across_ranks``) both are computed on every rank's rows, the global batch; plus
+      ``cfg.image_description`` times the same between each image's identity description (``id_text_emb``,
+      detached: a target the text side learns from the captions) and that embedding, over this rank's rows
+      with a description;
     - ``triplet``: eq. 4 batch-hard on f_id_gate (gallery_emb when that is None);
     - ``adversarial``: eq. 1 on (clo_proj, clo_text_emb), rows with a clothing description;
     - ``clothing_match``: symmetric InfoNCE on the same pairs (both with ``clo_text_emb`` detached unless
@@ -99,14 +103,18 @@ def compute_losses(outputs: Mapping[str, Any], batch: Mapping[str, Any], cfg: Lo
     valid = outputs.get("has_clo_desc")
     losses: dict[str, Tensor] = {}
     if cfg.infonce:
-        losses["infonce"] = infonce(query, gallery, pids, cfg.temperature)
+        rows = gather or (lambda tensor: tensor)
+        every_query, every_pid = rows(query), rows(pids)
+        losses["infonce"] = infonce(every_query, rows(gallery), every_pid, cfg.temperature)
         alone = outputs.get("gallery_emb_image")
-        if cfg.image_only > 0 and alone is not None:
-            losses["infonce"] = losses["infonce"] + cfg.image_only * infonce(query, alone, pids, cfg.temperature)
+        if cfg.image_only > 0:
+            images_alone = rows(alone if alone is not None else gallery)
+            losses["infonce"] = losses["infonce"] + cfg.image_only * infonce(every_query, images_alone, every_pid,
+                                                                             cfg.temperature)
         described, has = outputs.get("id_text_emb"), outputs.get("has_id_desc")
         if cfg.image_description > 0 and alone is not None and described is not None and int(has.sum()) > 1:
-            rows = has.to(alone.device)
-            term = infonce(described[rows].detach(), alone[rows], pids[rows], cfg.temperature)
+            keep = has.to(alone.device)  # this rank's rows only: ranks may differ in having any
+            term = infonce(described[keep].detach(), alone[keep], pids[keep], cfg.temperature)
             losses["infonce"] = losses["infonce"] + cfg.image_description * term
     if cfg.triplet:
         losses["triplet"] = triplet_batch_hard(f_id if f_id is not None else gallery, pids, cfg.triplet_margin,

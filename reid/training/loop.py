@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from reid.config import Config
+from reid.losses.gather import gather_rows
 from reid.losses.gradnorm import FixedWeights, GradNorm
 from reid.losses.objective import compute_losses
 from reid.training.batches import BatchSource
@@ -149,10 +150,11 @@ def _train_epoch(config: Config, context: TrainContext, parts: LoopParts, state:
     parts.balancer.train()
     sums: dict[str, float] = defaultdict(float)
     steps, samples, start = 0, 0, time.perf_counter()
+    gather = gather_rows if config.loss.gather_across_ranks and context.world_size > 1 else None
     for batch in parts.data.batches(state.epoch):
         tensors = drop_absent_descriptions(to_tensors(batch, context.device), context.device)
         outputs = parts.engine.forward(tensors)
-        losses = compute_losses(outputs, tensors, config.loss)
+        losses = compute_losses(outputs, tensors, config.loss, gather)
         total = parts.balancer.weighted_loss(losses)
         parts.engine.backward(total, retain_graph=parts.balancer.will_update())
         parts.balancer.update(losses, model.shared_parameters())
