@@ -45,7 +45,7 @@ BASELINES: dict[str, tuple[str, list[str]]] = {
 }
 
 
-EFFNET = ["model.vision_name_or_path=pkg:efficientnet-lite0", "model.vision_config={hidden_size: 64}"]
+EFFNET = ["model.vision_name_or_path=pkg:efficientnet-lite0", "model.vision_config={hidden_size: 64, trunk: full}"]
 IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
     "vit_image_only": ("from-scratch ViT (the earlier demo) + image-only InfoNCE (`loss.image_only: 1`)",
                        [*VIT, "loss.image_only=1"]),
@@ -58,8 +58,12 @@ IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
             ["model.vision_name_or_path=null", "model.vision_config={model_type: cnn, hidden_size: 64}"]),
     "mobilenetv2": ("the demo with MobileNetV2 (ImageNet) for the backbone",
                     ["model.vision_name_or_path=pkg:mobilenetv2", "model.vision_config={hidden_size: 64}"]),
-    "demo": ("**the demo**: EfficientNet-Lite0, image-only InfoNCE, pretrained lr x 0.1, triplet on normalised "
-             "features", []),
+    "effnet_full_trunk": ("the demo with the whole EfficientNet-Lite0 trunk (`trunk: full`: the stages after "
+                          "stride 16 and the 1280-channel head, dilated)",
+                          ["model.vision_config={hidden_size: 64, trunk: full}"]),
+    "gradnorm_every_step": ("the demo with GradNorm's weights updated every step", ["gradnorm.update_every=1"]),
+    "demo": ("**the demo**: EfficientNet-Lite0 up to stride 16, image-only InfoNCE, pretrained lr x 0.1, triplet on "
+             "normalised features, GradNorm every 4th step", []),
 }
 
 
