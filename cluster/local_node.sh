@@ -2,8 +2,11 @@
 # Add or kill one worker node of the stack local_up.sh started (several raylets on this machine, as Ray's own
 # multi-node tests run them):
 #   cluster/local_node.sh add ID [CPUS]   a raylet joining the head, with its own object store
-#                                         (REID_NODE_OBJECT_STORE_MB, default 512), CPUS (default 1) and the custom
-#                                         resource node_ID (one unit) so that placement can be asked for and checked
+#                                         (REID_NODE_OBJECT_STORE_MB, default 512), CPUS (default 1), the custom
+#                                         resource node_ID (one unit) so that placement can be asked for and checked,
+#                                         and its own Ray temp dir ($STATE/ray/nID) as a machine of its own has: a
+#                                         node joining mid-job extracts the job's working directory there, not over
+#                                         the copy the head's driver and the other nodes' workers run in
 #   cluster/local_node.sh kill ID         SIGKILL that raylet and its workers, as a lost machine would go
 #   cluster/local_node.sh list            the worker nodes started here and whether their raylet is alive
 # Each node's raylet pid is kept in $STATE/node-ID.pid; local_down.sh stops every node with the head.
@@ -28,7 +31,7 @@ case "${1:-}" in
     before=$(raylets)
     ray start --address "$NODE_IP:$RAY_PORT" --node-ip-address "$NODE_IP" --num-cpus "$cpus" \
       --resources "{\"node_$id\": 1}" --object-store-memory $(( ${REID_NODE_OBJECT_STORE_MB:-512} * 1024 * 1024 )) \
-      --temp-dir "$STATE/ray" --disable-usage-stats > "$STATE/node-$id.log" 2>&1 \
+      --temp-dir "$STATE/ray/n$id" --disable-usage-stats > "$STATE/node-$id.log" 2>&1 \
       || { tail -3 "$STATE/node-$id.log" >&2; echo "local_node.sh: ray start failed (log: $STATE/node-$id.log)" >&2; exit 1; }
     pid=$(comm -13 <(echo "$before") <(raylets) | head -1)
     [ -n "$pid" ] || { echo "local_node.sh: node $id started but its raylet was not found" >&2; exit 1; }
