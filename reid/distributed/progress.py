@@ -1,16 +1,19 @@
 """Training progress for the person at the console: rank 0 sends step and epoch events through a Ray queue,
-the driver draws one progress bar per epoch and prints one line per epoch (the workers' own logs stay in
-Ray's log files)."""
+the driver draws one progress bar per epoch and prints one line per epoch, and one line when a lost worker group
+was restarted (the workers' own logs stay in Ray's log files)."""
 
 from __future__ import annotations
 
 import logging
 import queue as stdlib_queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from tqdm import tqdm
+
+from reid.distributed.nodes import placement_line
+from reid.distributed.restarts import RestartWatch
 
 logger = logging.getLogger(__name__)
 
@@ -18,10 +21,16 @@ POLL_S = 0.2
 
 
 class QueueProgress:
-    """Rank 0's side: non-blocking puts of ``step`` and ``epoch`` events (dropped if the driver lags)."""
+    """Rank 0's side: non-blocking puts of ``start``, ``step`` and ``epoch`` events (dropped if the driver lags).
+    ``placement`` is the group's ``(node id, address)`` of each rank, sent with ``start``."""
 
-    def __init__(self, events: Any) -> None:
+    def __init__(self, events: Any, placement: Sequence[tuple[str, str]] = ()) -> None:
         self.events = events
+        self.placement = [list(p) for p in placement]
+
+    def start(self, epoch: int, step: int) -> None:
+        """The group has restored its checkpoint (or has none): it trains ``epoch`` next, ``step`` steps done."""
+        self._put({"kind": "start", "epoch": epoch, "step": step, "placement": self.placement})
 
     def step(self, epoch: int, step: int, steps: int, samples_per_s: float) -> None:
         self._put({"kind": "step", "epoch": epoch, "step": step, "steps": steps, "samples_per_s": samples_per_s})
@@ -63,8 +72,12 @@ def epoch_line(epoch: int, epochs: int, metrics: Mapping[str, float], select: st
 
 
 def run_with_progress(fit: Callable[[], Any], events: Any, epochs: int, select: str,
-                      out: TextIO | None = None) -> Any:
-    """Run ``fit`` in a thread and draw its events until it returns; re-raise what it raised."""
+                      out: TextIO | None = None, watch: RestartWatch | None = None) -> Any:
+    """Run ``fit`` in a thread and draw its events until it returns; re-raise what it raised.
+
+    Each worker group's ``start`` prints its placement line, after ``watch``'s line when the group is a restarted
+    one (``failure`` events from the controller tell ``watch`` when the previous group failed). An epoch already
+    printed is not printed again (a group restarted from an older checkpoint runs it twice; MLflow keeps the first)."""
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -76,18 +89,33 @@ def run_with_progress(fit: Callable[[], Any], events: Any, epochs: int, select: 
     thread = threading.Thread(target=target, name="reid-fit", daemon=True)
     thread.start()
     bar = _Bar(epochs, out)
+    printed: set[int] = set()
     try:
         while thread.is_alive() or not _empty(events):
             try:
                 event = events.get(timeout=POLL_S)
             except (stdlib_queue.Empty, Exception):
                 continue
-            if event["kind"] == "step":
+            kind = event["kind"]
+            if kind == "step":
                 bar.step(event["epoch"], event["step"], event["steps"], event["samples_per_s"])
-            elif event["kind"] == "note":
+                if watch is not None:
+                    watch.step(event)
+            elif kind == "failure":
+                if watch is not None:
+                    watch.failure(event)
+            elif kind == "start":
+                bar.close()
+                line = watch.started(event) if watch is not None else None
+                placement = [tuple(p) for p in event.get("placement", ())]
+                for text in (line, placement_line(placement) if placement else None):
+                    if text:
+                        tqdm.write(text, file=out)
+            elif kind == "note":
                 bar.close()
                 tqdm.write(event["text"], file=out)
-            else:
+            elif event["epoch"] not in printed:
+                printed.add(event["epoch"])
                 bar.close()
                 tqdm.write(epoch_line(event["epoch"], epochs, event["metrics"], select), file=out)
     finally:

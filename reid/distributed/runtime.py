@@ -63,11 +63,35 @@ def _quiet_ray(chatty: bool) -> None:
         return
     import ray.data
 
+    _cluster_errors_to_log()
     for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": by us
     ray.data.DataContext.get_current().enable_progress_bars = False
     log.info("Ray's and the workers' logs: %s", ray_log_dir())
+
+
+def _cluster_errors_to_log() -> None:
+    """Ray's driver prints every error the cluster publishes (a node marked dead, each worker that died with it)
+    on stdout from a thread of its own, whatever ``log_to_driver`` says: after a lost node, paragraphs on the
+    console. Without ``--verbose`` those lines go to the log file; the console says what happened in one line
+    (:mod:`reid.distributed.restarts`). Ray 2.60 has no setting for it: its thread looks the printer up by name
+    in ``ray._private.worker`` at each message, which is where it is replaced."""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    if getattr(original, "reid_quiet", False):
+        return
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            original(data, ignore_prefix)
+            return
+        for line in data.get("lines", ()):
+            log.info("Ray: %s", line)
+
+    to_log.reid_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log
 
 
 def ray_log_dir() -> str:

@@ -24,6 +24,7 @@ from reid.distributed.data_pipeline import iter_pk_batches, train_stream
 from reid.distributed.nodes import check_driver_paths, gather_placement, placement_line, placement_tags
 from reid.distributed.portable_config import portable_config
 from reid.distributed.progress import QueueProgress, run_with_progress
+from reid.distributed.restarts import FailureEvents, RestartWatch
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, check_cluster_tracking_store, tracking_uri
 from reid.storage import (
@@ -159,8 +160,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         parts.tracker = RunTracker(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
         parts.tracker.set_tags(placement_tags(placement))  # tags, not params: a restarted group may move
     if context.world_rank == 0 and loop_config.get("progress") is not None:
-        parts.progress = QueueProgress(loop_config["progress"])
-        parts.progress.note(placement_line(placement))
+        parts.progress = QueueProgress(loop_config["progress"], placement)  # its start event names the nodes
     result = train_loop(config, context, parts)
     if context.world_rank == 0:
         payload = {"best_uri": result.best_uri if result.state.best_epoch is not None else None,
@@ -267,11 +267,16 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
         if tracker:
             tracker.set_tags({"fusion_input": fusion_input, "fusion_input_reason": why})
         if console:
-            from ray.util.queue import Queue
-
-            events = Queue(maxsize=10_000)
-            trainer = build_trainer(config, resume, tracker, data, callbacks, progress=events)
-            run_with_progress(trainer.fit, events, config.train.epochs, config.eval.select_metric)
+            events = driver_queue()
+            watch = RestartWatch(alive_node_ids)
+            trainer = build_trainer(config, resume, tracker, data, [*callbacks, FailureEvents(events)],
+                                    progress=events)
+            try:
+                run_with_progress(trainer.fit, events, config.train.epochs, config.eval.select_metric, watch=watch)
+            finally:
+                if tracker and watch.lines:
+                    tracker.set_tags({"restarts": str(len(watch.lines)),
+                                      **{f"restart/{i + 1}": line for i, line in enumerate(watch.lines)}})
             events.shutdown()
         else:
             build_trainer(config, resume, tracker, data, callbacks).fit()
@@ -287,6 +292,22 @@ def train(config: Config, resume: bool = False, parent_run_id: str | None = None
     if tracker:
         _finish_tracking(tracker, outcome)
     return outcome
+
+
+def driver_queue() -> Any:
+    """The console's event queue, its actor pinned to this driver's node with no CPU: a queue placed on a worker
+    node would die with that node, and the console would hear nothing from the restarted group."""
+    from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return Queue(maxsize=10_000, actor_options={
+        "num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=False)})
+
+
+def alive_node_ids() -> set[str]:
+    """The ids of the cluster's live nodes."""
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
 
 
 def _tracker(config: Config, run: Any, resume: bool, parent_run_id: str | None,

@@ -77,8 +77,9 @@ class LoopParts:
     ``save_best(model)`` writes the inference checkpoint of a new best epoch (rank 0) and
     ``load_best()`` reads it back for the final test; ``pictures(model)`` then draws the evaluation
     pictures; ``probe(model)`` gives the disentanglement probes of each validation (``probe/*``);
-    ``progress`` receives ``step(epoch, step, steps, samples_per_s)`` after each step and ``epoch(epoch,
-    metrics)`` after each checkpoint (the console); ``validate``, ``tracker``, ``probe``, ``pictures`` and
+    ``progress`` receives ``start(epoch, step)`` once the checkpoint is restored (where this group begins; if it
+    has that method), ``step(epoch, step, steps, samples_per_s)`` after each step and ``epoch(epoch, metrics)``
+    after each checkpoint (the console); ``validate``, ``tracker``, ``probe``, ``pictures`` and
     ``progress`` run on rank 0 only.
     """
 
@@ -108,6 +109,8 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
     traversal of the forward's outputs, so GradNorm's ``autograd.grad`` calls come after ``engine.backward``.
     """
     state, restored_metrics = _restore(context, parts)
+    if parts.progress is not None and hasattr(parts.progress, "start"):
+        parts.progress.start(state.epoch, state.step)
     logged = _catch_up_tracking(context, parts, state, restored_metrics)
     started_at = state.epoch
     stop_at = config.train.stop_after_epochs or config.train.epochs
