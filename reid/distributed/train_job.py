@@ -386,8 +386,9 @@ def publish_log(config: Config, outcome: TrainOutcome, name: str, text: str | No
 def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str = "ray",
                 console: bool = False) -> dict[str, Any]:
     """The paper's protocol: one run per seed (``<name>-seed<N>``) as children of one parent MLflow run,
-    which gets the mean and std of the test metrics."""
-    from reid.evaluation.selection import summarize_seeds
+    which gets the mean and std of the test metrics (with the gallery of images alone's ``image_R1`` and
+    ``image_mAP`` when the test gallery was ranked both ways)."""
+    from reid.evaluation.selection import seed_columns, summarize_seeds
 
     ensure_ray()
     if config.tracking.enabled:
@@ -398,7 +399,7 @@ def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data
         seeded = replace(config, seed=seed, train=replace(config.train, name=f"{config.train.name}-seed{seed}"))
         outcome = train(seeded, resume, parent.run_id if parent else None, data, console=console)
         results[seed] = outcome.test_metrics
-    summary = summarize_seeds(results)
+    summary = summarize_seeds(results, seed_columns(results))
     if parent:
         parent.log_metrics(summary.mean, "test_mean/")
         parent.log_metrics(summary.std, "test_std/")

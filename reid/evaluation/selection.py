@@ -100,6 +100,16 @@ def summarize_seeds(results: Mapping[int, Mapping[str, float]],
     return SeedSummary(seeds, per_seed, {c: float(v.mean()) for c, v in values.items()}, std, tuple(columns))
 
 
+IMAGE_ONLY_COLUMNS = ("image_R1", "image_mAP")
+
+
+def seed_columns(results: Mapping[int, Mapping[str, float]]) -> tuple[str, ...]:
+    """The columns of a seeds table: :data:`METRIC_COLUMNS`, then the gallery of images alone's R1 and mAP when
+    every seed reports them (a described gallery, ranked both ways)."""
+    extra = [c for c in IMAGE_ONLY_COLUMNS if results and all(c in metrics for metrics in results.values())]
+    return (*METRIC_COLUMNS, *extra)
+
+
 def run_seeds(seeds: Sequence[int], evaluate_seed: Callable[[int], Mapping[str, float]],
               columns: Sequence[str] = METRIC_COLUMNS) -> SeedSummary:
     """Call ``evaluate_seed(seed)`` (train, select on val, score on test) for each seed and summarize."""

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from reid.evaluation.selection import CheckpointScore, parse_seeds, run_seeds, select_best_checkpoint, summarize_seeds
+from reid.evaluation.selection import (
+    CheckpointScore,
+    parse_seeds,
+    run_seeds,
+    seed_columns,
+    select_best_checkpoint,
+    summarize_seeds,
+)
 
 
 class Untouchable(Mapping):
@@ -77,3 +84,13 @@ def test_seed_parsing_and_missing_metrics() -> None:
             parse_seeds(bad)
     with pytest.raises(KeyError, match="seed 1 lacks metric"):
         summarize_seeds({0: {"R1": 1.0}, 1: {}}, columns=("R1",))
+
+
+def test_seed_table_shows_the_images_alone_columns_only_when_every_seed_has_them() -> None:
+    plain = {"R1": 50.0, "R5": 70.0, "R10": 80.0, "mAP": 40.0, "mINP": 20.0}
+    both = {0: {**plain, "image_R1": 30.0, "image_mAP": 25.0}, 1: {**plain, "image_R1": 40.0, "image_mAP": 35.0}}
+    columns = seed_columns(both)
+    assert columns == ("R1", "R5", "R10", "mAP", "mINP", "image_R1", "image_mAP")
+    summary = summarize_seeds(both, columns)
+    assert summary.mean["image_R1"] == 35.0 and "image_R1" in summary.table().splitlines()[0]
+    assert seed_columns({0: both[0], 1: plain}) == ("R1", "R5", "R10", "mAP", "mINP")
