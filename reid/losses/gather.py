@@ -36,7 +36,8 @@ def gather_rows(local: Tensor) -> Tensor:
     the ranks' gradients, the parameters receive ``(1/W) sum_r W dL/dx_r = dL/dtheta``: the gradient of the
     global-batch loss, as one process holding the whole batch would compute it (open_clip's gathered
     contrastive loss, with the gradient kept at its single-process size so GradNorm compares like with like).
-    Ranks may hold different numbers of rows. Without a process group, or with one rank, ``local`` itself.
+    Ranks may hold different numbers of rows; floating-point rows come back as float32 (the losses compute in
+    float32 anyway). Without a process group, or with one rank, ``local`` itself.
     """
     rank, world = distributed_world()
     if world == 1:
@@ -45,10 +46,11 @@ def gather_rows(local: Tensor) -> Tensor:
     sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size)
     counts = [int(s.item()) for s in sizes]
-    padded = local.detach().new_zeros((max(counts), *local.shape[1:]))
-    padded[: local.shape[0]] = local.detach()
+    own = local.float() if local.is_floating_point() else local  # float32 on the wire (gloo lacks some bf16 ops)
+    padded = own.detach().new_zeros((max(counts), *own.shape[1:]))
+    padded[: own.shape[0]] = own.detach()
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded.contiguous())
     rows = [part[:count] for part, count in zip(parts, counts, strict=True)]
-    rows[rank] = _ScaleGrad.apply(local, float(world))
+    rows[rank] = _ScaleGrad.apply(own, float(world)) if own.requires_grad else own
     return torch.cat(rows)

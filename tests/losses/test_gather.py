@@ -38,6 +38,8 @@ RANK = textwrap.dedent("""
     for g in grads:  # what DDP / DeepSpeed do with the ranks' gradients
         dist.all_reduce(g)
         g /= world
+    half = gather_rows(torch.full((2, 3), float(rank + 1), dtype=torch.bfloat16))  # bf16 rows: float32 back
+    assert half.dtype == torch.float32 and half[:2].eq(1).all() and half[2:].eq(2).all(), half
     print(json.dumps({"loss": loss.item(), "grads": [g.flatten().tolist() for g in grads]}))
     dist.destroy_process_group()
 """)
