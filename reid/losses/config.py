@@ -32,7 +32,10 @@ class LossConfig:
     ``image_only`` weighs a second InfoNCE inside the InfoNCE task, between the queries and the gallery
     embeddings of the same images without their descriptions (the fusion reads the image tokens alone). Without
     it the image-only gallery embedding is trained only on rows without a description; a gallery nobody
-    described (new footage) is embedded that way. 0 switches it off. ``image_description`` weighs a third one,
+    described (new footage) is embedded that way. On a batch without any description ``gallery_emb`` is that
+    embedding already and the term repeats eq. 3 on it (so the InfoNCE task then weighs ``1 + image_only``
+    times InfoNCE, and every rank gathers the same tensors whichever rows it drew). 0 switches it off.
+    ``image_description`` weighs a third one,
     between that images-alone embedding and the embedding of the image's own identity description (detached),
     so the image path learns what the description says it shows (build, height, skin, hair).
 
