@@ -45,21 +45,12 @@ RESUMED_LINE = re.compile(r"^resumed from the checkpoint of epoch (?P<origin>\d+
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints it registered
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1."""
-    from reid.distributed.runtime import free_port
-
-    ports: list[int] = []
-    while len(ports) < n:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
-
-
 @contextmanager
 def local_stack(state: Path, workers: int = 2) -> Iterator[dict[str, str]]:
     """``cluster/local_up.sh`` with ``workers`` worker raylets (1 CPU each, the head 1 CPU) on ports of its own;
     yields the environment a client uses (its ``REID_STACK_DIR`` too, for ``local_node.sh``) and stops it all."""
+    from reid.distributed.runtime import free_ports
+
     s3, mlflow, gcs, dashboard, agent = free_ports(5)
     env = {k: v for k, v in os.environ.items() if k not in STACK_VARS}
     env.update({"REID_STACK_DIR": str(state), "REID_STACK_WORKERS": str(workers), "REID_HEAD_CPUS": "1",

@@ -109,6 +109,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that nothing listens on now (a stack's servers each need one)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 NO_RESTARTS = {"max_restarts": 0}  # actor-pool stages whose jobs resume by their own output
 
 

@@ -20,20 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from reid.distributed.runtime import free_port
+from reid.distributed.runtime import free_ports
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (the stack's servers each need one of their own)."""
-    ports: list[int] = []
-    while len(ports) < n:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
 
 
 def _stack_processes(state: Path) -> list[int]:
@@ -89,7 +80,7 @@ def state() -> Iterator[Path]:
 
 
 def test_local_up_locks_ray_and_mlflow_and_local_down_stops_only_this_stack(state: Path) -> None:
-    s3, mlflow, gcs, dashboard_port, agent = _free_ports(5)
+    s3, mlflow, gcs, dashboard_port, agent = free_ports(5)
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "MLFLOW_TRACKING_PASSWORD")}
     # The job agent on a port of its own: the session's Ray of the other tests holds Ray's default 52365, and a
@@ -160,7 +151,7 @@ def test_local_up_starts_worker_nodes_and_local_node_kills_one_by_its_pid(state:
     """REID_STACK_WORKERS=2: three raylets on this machine, each worker with its CPU, its object store and its
     node_<i> resource; `local_node.sh kill 1` ends that raylet (Ray then reports the node dead) and leaves the
     others; local_down.sh stops all of them."""
-    s3, mlflow, gcs, dashboard_port = _free_ports(4)
+    s3, mlflow, gcs, dashboard_port = free_ports(4)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
     env.update({"REID_STACK_DIR": str(state), "REID_STACK_WORKERS": "2", "REID_HEAD_CPUS": "1",
                 "REID_S3_PORT": str(s3), "REID_MLFLOW_PORT": str(mlflow), "REID_RAY_PORT": str(gcs),
