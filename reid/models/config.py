@@ -100,7 +100,9 @@ class ModelConfig:
     comes from ``data.image_size`` and the text length from ``data.max_text_length``. ``vision_stem: conv`` gives
     a ViT a convolutional stem (:class:`reid.models.conv_stem.ConvStem`) in place of its patch projection.
     ``image_mean`` / ``image_std`` null: the backbone's own normalisation. SAP-SAM's training-only heads:
-    ``local_align`` (Table 6) and ``image_decoding`` (Table 4).
+    ``local_align`` (Table 6) and ``image_decoding`` (Table 4). ``gallery_flip``: at inference (validation,
+    ``evaluate``, ``index``, ``serve``) a gallery image's embedding is that of the image and its mirror image
+    together (:meth:`reid.models.reid_model.ReidModel.encode_gallery`); training is unchanged.
     """
 
     vision_name_or_path: str | None = None
@@ -113,6 +115,7 @@ class ModelConfig:
     image_std: tuple[float, float, float] | None = None
     embed_dim: int = 256
     dropout: float = 0.1
+    gallery_flip: bool = False  # inference: embed each gallery image with its horizontal mirror (flip test)
     bdam: BdamConfig = field(default_factory=BdamConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     local_align: LocalAlignConfig = field(default_factory=LocalAlignConfig)

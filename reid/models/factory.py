@@ -79,7 +79,7 @@ def build_model(cfg: ModelConfig, image_size: tuple[int, int], max_text_length: 
         image_mean=cfg.image_mean or image_encoder.default_mean, image_std=cfg.image_std or image_encoder.default_std,
         fusion_uses_text=cfg.fusion.kind != "none", description_dropout=cfg.fusion.description_dropout,
         local_aligner=aligner, image_decoder=decoder, image_decoding=decoding.strategy,
-        mask_ratio=decoding.mask_ratio,
+        mask_ratio=decoding.mask_ratio, gallery_flip=cfg.gallery_flip,
     )
     model.pretrained_prefixes = pretrained_prefixes(cfg, image_encoder)
     logger.info(

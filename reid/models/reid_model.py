@@ -52,8 +52,10 @@ class ReidModel(nn.Module):
         image_decoder: ImageDecoder | None = None,
         image_decoding: str = "none",
         mask_ratio: float = 0.5,
+        gallery_flip: bool = False,
     ) -> None:
         super().__init__()
+        self.gallery_flip = gallery_flip
         if not 0.0 <= description_dropout < 1.0:
             raise ValueError(f"description_dropout must lie in [0, 1), got {description_dropout}")
         self.description_dropout = description_dropout
@@ -151,7 +153,26 @@ class ReidModel(nn.Module):
         has_desc: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Gallery embeddings ``[N, E]``, L2-normalised, of images ``[N, 3, H, W]`` and optional
-        identity-description ids/mask ``[N, T]`` (``has_desc [N]`` bool marks which rows have one)."""
+        identity-description ids/mask ``[N, T]`` (``has_desc [N]`` bool marks which rows have one).
+
+        With ``gallery_flip``, the flip test of person re-identification: ``e = norm(norm(g(x)) + norm(g(x')))``
+        with ``x'`` the image mirrored left to right (a person seen from the other side is the same person),
+        both passes in one batch of ``2N``.
+        """
+        if self.gallery_flip:
+            n = images.shape[0]
+            both = self._encode_gallery(torch.cat([images, images.flip(-1)]), *(
+                None if t is None else torch.cat([t, t]) for t in (desc_ids, desc_mask, has_desc)))
+            return F.normalize(both[:n] + both[n:], dim=-1)
+        return self._encode_gallery(images, desc_ids, desc_mask, has_desc)
+
+    def _encode_gallery(
+        self,
+        images: torch.Tensor,
+        desc_ids: torch.Tensor | None,
+        desc_mask: torch.Tensor | None,
+        has_desc: torch.Tensor | None,
+    ) -> torch.Tensor:
         desc_tokens = None
         if desc_ids is not None and self.fusion_uses_text:
             if desc_mask is None:

@@ -72,3 +72,31 @@ def test_bad_inputs_are_named(encoder: TextImageEncoder) -> None:
     with pytest.raises(TypeError, match=r"captions\[1\]"):
         encoder.encode_text(["ok", None])  # type: ignore[list-item]
     assert encoder.encode_text([]).shape == (0, 16)
+
+
+def test_gallery_flip_embeds_an_image_and_its_mirror_together(encoder: TextImageEncoder) -> None:
+    """``model.gallery_flip``: e(x) = norm(norm(g(x)) + norm(g(mirror x))), so an image and its mirror image get
+    one embedding; with descriptions too. Off (the default), the mirror image is another embedding."""
+    images, mirrored = _images(), _images().flip(-1)
+    model = encoder.model
+    plain, plain_mirror = encoder.encode_gallery(images, DESCRIPTIONS), encoder.encode_gallery(mirrored, DESCRIPTIONS)
+    assert not torch.allclose(plain, plain_mirror, atol=1e-3)
+    model.gallery_flip = True
+    try:
+        flipped = encoder.encode_gallery(images, DESCRIPTIONS)
+        torch.testing.assert_close(flipped, encoder.encode_gallery(mirrored, DESCRIPTIONS), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(flipped, torch.nn.functional.normalize(plain + plain_mirror, dim=-1),
+                                   rtol=1e-4, atol=1e-5)
+        alone = encoder.encode_gallery(images)
+        torch.testing.assert_close(alone.norm(dim=-1), torch.ones(4))
+        assert not torch.allclose(alone, flipped, atol=1e-3)  # the descriptions still reach the fused rows
+    finally:
+        model.gallery_flip = False
+
+
+def test_gallery_flip_is_a_model_setting_that_reaches_the_built_model() -> None:
+    cfg = ModelConfig(vision_config={"model_type": "cnn", "hidden_size": 16}, text_config={
+        "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+        embed_dim=16, fusion=FusionConfig(kind="none"), gallery_flip=True)
+    assert build_model(cfg, (64, 32), TEXT_LEN).gallery_flip is True
+    assert build_model(ModelConfig(**{**cfg.__dict__, "gallery_flip": False}), (64, 32), TEXT_LEN).gallery_flip is False
