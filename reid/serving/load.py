@@ -101,21 +101,44 @@ def first_image(url: str, token: str, timeout: float = 60) -> str:
     return answer.json()["hits"][0]["image_id"]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One request of a load as it went: its kind, the status it must get, what it got (a status or the name of
+    the error that lost it) and when it was sent and answered (``time.monotonic``)."""
+
+    kind: str
+    expected: int
+    got: int | str
+    sent_at: float
+    answered_at: float
+
+    @property
+    def failed(self) -> bool:
+        return self.got != self.expected
+
+
 def bounded_load(url: str, token: str, per_kind: int = 10, concurrency: int = 8, sources: list[str] | None = None,
-                 timeout: float = 60, seed: int = 0) -> dict[str, Any]:
+                 timeout: float = 60, seed: int = 0, answers: list[Answer] | None = None) -> dict[str, Any]:
     """Send the plan with ``concurrency`` threads (thread ``i`` connecting from ``sources[i % len(sources)]`` when
     given); returns the figures: per kind the status expected, the requests sent and each status (or error)
     returned, and the totals (``lost``: requests without an HTTP answer; ``unexpected``: answers with another
-    status)."""
+    status). ``answers``, when given, gets each request's :class:`Answer` as it comes back."""
     url = url.rstrip("/")
     image_id = first_image(url, token, timeout)
     probes, order = plan(token, image_id, per_kind, seed), [probe.kind for probe in probe_kinds(token, image_id)]
     lanes = [probes[i::concurrency] for i in range(concurrency)]
 
+    def timed(session: requests.Session, probe: Probe) -> int | str:
+        sent_at = time.monotonic()
+        got = send(session, url, probe, timeout)
+        if answers is not None:
+            answers.append(Answer(probe.kind, probe.expected, got, sent_at, time.monotonic()))
+        return got
+
     def run_lane(i: int) -> list[tuple[Probe, int | str]]:
         session = client_session(sources[i % len(sources)] if sources else None)
         with session:
-            return [(probe, send(session, url, probe, timeout)) for probe in lanes[i]]
+            return [(probe, timed(session, probe)) for probe in lanes[i]]
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -149,3 +172,17 @@ def format_figures(figures: dict[str, Any]) -> str:
     rows.append(f"{'all':<28} {'':>8} {figures['sent']:>5}  {total}  in {figures['seconds']} s; "
                 f"lost {figures['lost']}, unexpected {figures['unexpected']}")
     return "\n".join(rows)
+
+
+def recovery(answers: list[Answer], since: float) -> dict[str, Any]:
+    """What an incident at ``since`` (``time.monotonic``) cost the load: the requests answered after it, those that
+    failed (by what they got), and seconds from it to the last failed request's sending (every request sent later
+    got its status) and to its answer; None for both without a failure."""
+    after = [a for a in answers if a.answered_at >= since]
+    failed = [a for a in after if a.failed]
+    last = max(failed, key=lambda a: a.sent_at, default=None)
+    return {"answered": len(after), "failed": len(failed),
+            "failures": dict(sorted(Counter(str(a.got) for a in failed).items())),
+            "last_failure_sent_s": None if last is None else round(max(0.0, last.sent_at - since), 2),
+            "last_failure_answered_s": None if last is None else round(last.answered_at - since, 2),
+            "succeeded_after": sum(not a.failed for a in after if last is None or a.sent_at > last.sent_at)}
