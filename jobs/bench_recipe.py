@@ -67,8 +67,10 @@ IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def build_dataset(root: str, identities: int, images: int) -> str:
-    """The demo's synthetic standard split, prepared (Ray Data on a local Ray) and described by the oracle."""
+def build_dataset(root: str, identities: int, images: int,
+                  splits: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> str:
+    """The demo's synthetic standard split (``splits``: train/val/test fractions of the identities), prepared
+    (Ray Data on a local Ray) and described by the oracle."""
     from reid.data.synth import generate
     from reid.describe.config import DescribeConfig
     from reid.describe.runner import describe_dataset_local
@@ -76,7 +78,7 @@ def build_dataset(root: str, identities: int, images: int) -> str:
     from reid.distributed.runtime import ensure_ray
 
     ensure_ray()
-    generate(f"{root}/raw", identities, images, seed=0, progress=False)
+    generate(f"{root}/raw", identities, images, seed=0, splits=splits, progress=False)
     uri = prepare_dataset("cuhk-pedes", f"{root}/raw", f"{root}/dataset", overwrite=True, seed=0).uri
     describe_dataset_local(uri, DescribeConfig(backend="oracle"))
     return uri
