@@ -36,6 +36,18 @@ from reid.storage.config import StorageConfig
 logger = logging.getLogger(__name__)
 
 THUMB_QUALITY = 85
+PER_NODE_CPUS = 0.25  # an embedding actor's reservation when one is placed on each node (``actors=0``)
+
+
+def nodes_with_cpus(nodes: list[dict[str, Any]], cpus: float) -> list[str]:
+    """The ids of the alive nodes (``ray.nodes()`` rows) with at least ``cpus`` CPUs in all."""
+    return [n["NodeID"] for n in nodes if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) >= cpus]
+
+
+def placement_summary(images: dict[str, int]) -> str:
+    """``embedded on 2 nodes: 3f2a9c1d2b7e 40 images, 77be0c12aa01 32 images`` (node ids cut to 12 hex digits)."""
+    parts = [f"{node[:12]} {count} image{'s' if count != 1 else ''}" for node, count in sorted(images.items())]
+    return f"embedded on {len(images)} node{'s' if len(images) != 1 else ''}: " + ", ".join(parts)
 
 
 class Embedder:
@@ -49,6 +61,7 @@ class Embedder:
         self.encoder, config = load_encoder(checkpoint, "auto", batch_size, storage)
         self.image_size = tuple(config.data.image_size)
         self.thumb_size = thumb_size
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import torch
@@ -60,7 +73,8 @@ class Embedder:
         return {"shard": batch["shard"], "image_id": batch["image_id"], "person_id": batch["person_id"],
                 "embedding": list(embeddings.astype(np.float32)),
                 "description": np.array([t or "" for t in texts], dtype=object),
-                "thumbnail": np.array([_thumbnail(b, self.thumb_size) for b in batch["image"]], dtype=object)}
+                "thumbnail": np.array([_thumbnail(b, self.thumb_size) for b in batch["image"]], dtype=object),
+                "node": np.array([self.node] * len(batch["image"]), dtype=object)}
 
 
 def description_or_none(value: Any) -> str | None:
@@ -78,8 +92,13 @@ def _thumbnail(data: bytes, size: tuple[int, int]) -> bytes:
 
 def build_index(checkpoint: str, gallery: str, split: str, out: str, storage: StorageConfig | None = None,
                 use_descriptions: bool = True, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = 64,
-                thumb_size: tuple[int, int] = (128, 64), progress: bool = True) -> dict[str, Any]:
+                thumb_size: tuple[int, int] = (128, 64), progress: bool = True,
+                placement: dict[str, int] | None = None) -> dict[str, Any]:
     """Index the ``split`` gallery of ``gallery`` with ``checkpoint`` into ``out``; returns the manifest.
+
+    ``actors`` model replicas embed the images; ``actors=0`` starts one per alive node with CPUs, spread over
+    them. ``placement``, when given, is filled with the images each node embedded (node id -> count), which is
+    also logged.
 
     Shards already written under the same key (same checkpoint and gallery files, same settings) are kept;
     an index at ``out`` made with another key is refused. Descriptions are those evaluation reads: image-grounded
@@ -111,8 +130,12 @@ def build_index(checkpoint: str, gallery: str, split: str, out: str, storage: St
     logger.info("indexing %d images of %d shards (%d already written)", sum(counts.values()), len(pending), len(done))
     dim = 0
     if pending:
+        embedded: dict[str, int] = {}
         dim = _embed_pending(checkpoint, pending, counts, descriptions, out, key, storage, actors, gpus_per_actor,
-                             batch_size, thumb_size, progress)
+                             batch_size, thumb_size, progress, embedded)
+        logger.info("%s", placement_summary(embedded))
+        if placement is not None:
+            placement.update(embedded)
     if not dim:
         dim = int(pq.read_table(root.join("shards", f"{next(iter(shards))}.parquet").path,
                                 filesystem=root.filesystem).schema.field("embedding").type.list_size)
@@ -122,29 +145,55 @@ def build_index(checkpoint: str, gallery: str, split: str, out: str, storage: St
 
 def _embed_pending(checkpoint: str, pending: dict[str, Any], counts: dict[str, int], descriptions: dict[str, Any],
                    out: str, key: str, storage: StorageConfig | None, actors: int, gpus: float, batch_size: int,
-                   thumb_size: tuple[int, int], progress: bool) -> int:
-    """Stream the pending shards' images through the actor pool and write each shard once it is complete."""
+                   thumb_size: tuple[int, int], progress: bool, embedded: dict[str, int]) -> int:
+    """Stream the pending shards' images through the actor pool and write each shard once it is complete;
+    counts in ``embedded`` the images each node embedded."""
     ensure_ray()
+    tasks: dict[str, float] = {}
+    pool: dict[str, Any] = {"compute": ray.data.ActorPoolStrategy(size=max(1, actors))}
+    if actors == 0:  # each node keeps room beside its actor for the read and explode tasks
+        pool, tasks = _actor_per_node(), {"num_cpus": PER_NODE_CPUS}
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     first = next(iter(pending.values()))
     names = {loc.path: name for name, loc in pending.items()}
-    ds = ray.data.read_parquet([loc.path for loc in pending.values()], filesystem=first.filesystem,
-                               include_paths=True)
-    ds = ds.flat_map(lambda row: [{"shard": names[row["path"]], "image_id": r["image_id"],
-                                   "person_id": r["person_id"], "image": r["image"],
-                                   "description": descriptions.get(r["image_id"]) or ""}
-                                  for r in explode_identity(row)])
+    filesystem = first.filesystem
+    # One item per shard, read by the explode task itself: Ray Data's read_parquet lists files in a task asking a
+    # whole CPU, which a node with an embedding actor (actors=0: every node) no longer has.
+    ds = ray.data.from_items([{"path": loc.path} for loc in pending.values()], override_num_blocks=len(pending))
+    ds = ds.flat_map(lambda item: [{"shard": names[item["path"]], "image_id": r["image_id"],
+                                    "person_id": r["person_id"], "image": r["image"],
+                                    "description": descriptions.get(r["image_id"]) or ""}
+                                   for row in pq.read_table(item["path"], filesystem=filesystem).to_pylist()
+                                   for r in explode_identity(row)], **tasks)
     with remote_args_allowed():  # a lost actor fails the build; a rerun embeds only the shards not yet written
         ds = ds.map_batches(Embedder, fn_constructor_kwargs={"checkpoint": checkpoint, "batch_size": batch_size,
                                                             "thumb_size": tuple(thumb_size), "storage": storage},
-                            batch_size=batch_size, batch_format="numpy", num_gpus=gpus or None,
-                            compute=ray.data.ActorPoolStrategy(size=max(1, actors)), **NO_RESTARTS)
+                            batch_size=batch_size, batch_format="numpy", num_gpus=gpus or None, **pool,
+                            **NO_RESTARTS)
+    return _write_stream(ds, counts, out, key, storage, progress, embedded)
+
+
+def _actor_per_node() -> dict[str, Any]:
+    """The ``map_batches`` arguments of a pool with one embedding actor per alive node with CPUs, spread over them
+    (Ray's ``SPREAD``: each actor to a node that holds none yet while one has room)."""
+    nodes = nodes_with_cpus(ray.nodes(), PER_NODE_CPUS)
+    if not nodes:
+        raise RuntimeError(f"no alive Ray node has {PER_NODE_CPUS} CPU for an embedding actor")
+    logger.info("one embedding actor for each of %d nodes", len(nodes))
+    return {"compute": ray.data.ActorPoolStrategy(size=len(nodes)), "num_cpus": PER_NODE_CPUS,
+            "scheduling_strategy": "SPREAD"}
+
+
+def _write_stream(ds: Any, counts: dict[str, int], out: str, key: str, storage: StorageConfig | None,
+                  progress: bool, embedded: dict[str, int]) -> int:
+    """Consume the embedded stream, writing each shard once all its rows are in; returns the embedding size."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     dim = 0
     with tqdm(total=sum(counts.values()), desc="index", unit="img", disable=None if progress else True) as bar:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             for i, shard in enumerate(batch["shard"]):
+                embedded[str(batch["node"][i])] = embedded.get(str(batch["node"][i]), 0) + 1
                 embedding = np.asarray(batch["embedding"][i], dtype=np.float32)
                 dim = len(embedding)
                 rows[str(shard)].append({"image_id": str(batch["image_id"][i]), "person_id": int(batch["person_id"][i]),
