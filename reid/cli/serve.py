@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (127.0.0.1: this machine only; any other needs a token)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
-    p.add_argument("--replicas", type=int, default=1, help="replicas of each deployment")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="replicas of each deployment (one per node when the cluster has that many nodes)")
     p.add_argument("--approx", choices=("none", "hnsw", "ivf"), default="none",
                    help="exact top-k (none) or a FAISS index (for galleries of a million images and more)")
     p.add_argument("--token-file", default=None,

@@ -221,16 +221,44 @@ REPLICA_CPUS = 0.5  # a replica's reservation: queries are small; the machine's 
 GATE_CPUS = 0.0  # the gatekeeper only counts and appends lines
 
 
+def serving_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alive nodes (``ray.nodes()`` rows) with room for one replica of each replicated deployment."""
+    return [n for n in nodes if n.get("Alive") and n.get("Resources", {}).get("CPU", 0.0) >= 2 * REPLICA_CPUS]
+
+
+def replica_spread(replicas: int, nodes: int) -> tuple[dict[str, Any], str]:
+    """The deployments' placement options for ``replicas`` replicas on a cluster of ``nodes`` serving nodes, and
+    the line that says it: one replica of each deployment per node when there are enough nodes (Serve's
+    ``max_replicas_per_node=1``: a lost node takes one replica of each), else wherever they fit."""
+    if replicas < 2:
+        return {}, f"{replicas} replica of each deployment"
+    if nodes >= replicas:
+        return {"max_replicas_per_node": 1}, f"{replicas} replicas of each deployment, one per node ({nodes} nodes)"
+    return {}, (f"{replicas} replicas of each deployment wherever they fit: the cluster has {nodes} node"
+                f"{'s' if nodes != 1 else ''} with room for one, fewer than {replicas}, so a lost node may take "
+                "several")
+
+
+def proxy_location(addresses: list[str]) -> str:
+    """Where Serve runs its HTTP proxies: on every node when each node has an address of its own, else on the head
+    alone (nodes sharing one machine's address would all bind the same port)."""
+    return "EveryNode" if len(set(addresses)) == len(addresses) else "HeadOnly"
+
+
 def build_app(index_uri: str, checkpoint: str, replicas: int = 1, approx: str | None = None,
               storage: StorageConfig | None = None, policy: AccessPolicy | None = None,
-              audit_path: str | None = None, audit_node: str | None = None) -> Any:
-    """The bound application: ``replicas`` query encoders feeding ``replicas`` search replicas, which share one
-    gatekeeper (on the node ``audit_node`` names, e.g. ``node:10.0.0.5``, when given)."""
+              audit_path: str | None = None, audit_node: str | None = None,
+              spread: dict[str, Any] | None = None) -> Any:
+    """The bound application: ``replicas`` query encoders feeding ``replicas`` search replicas (placed by
+    ``spread``, :func:`replica_spread`'s options), which share one gatekeeper (on the node whose id
+    ``audit_node`` is, when given)."""
     policy = policy or AccessPolicy()
-    options = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": REPLICA_CPUS}}
+    options = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": REPLICA_CPUS}, **(spread or {})}
     gate_actor: dict[str, Any] = {"num_cpus": GATE_CPUS}
     if audit_node:
-        gate_actor["resources"] = {audit_node: 0.001}
+        from ray._raylet import RAY_NODE_ID_KEY
+
+        gate_actor["label_selector"] = {RAY_NODE_ID_KEY: audit_node}
     gate = Gatekeeper.options(ray_actor_options=gate_actor).bind(
         audit_path or str(default_audit_path(index_uri)), policy.audit_max_bytes, policy.audit_backups, policy.rate,
         policy.burst)
@@ -271,13 +299,20 @@ def serve_index(index_uri: str, checkpoint: str | None = None, host: str = "127.
     ensure_ray()
     import ray
 
-    audit_node = f"node:{ray.util.get_node_ip_address()}"  # the gatekeeper writes the file on this machine
-    if audit_node not in ray.cluster_resources():  # a driver outside the cluster (Ray Client): any node
+    nodes = ray.nodes()
+    # The gatekeeper writes the file on this process's node (several nodes may share one machine's address).
+    audit_node: str | None = ray.get_runtime_context().get_node_id()
+    if not any(n["NodeID"] == audit_node and n.get("Alive") for n in nodes):  # a driver outside the cluster
         logger.warning("this machine is not a Ray node: the audit log %s is written on the gatekeeper's node",
                        audit_path)
         audit_node = None
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(index_uri, checkpoint, replicas, approx, storage, policy, audit_path, audit_node),
+    spread, placement = replica_spread(replicas, len(serving_nodes(nodes)))
+    proxies = proxy_location([n["NodeManagerAddress"] for n in nodes if n.get("Alive")])
+    logger.info("%s; HTTP proxies: %s", placement, proxies)
+    if replicas > 1 and not spread:
+        logger.warning("%s", placement)
+    serve.start(http_options={"host": host, "port": port}, proxy_location=proxies)
+    serve.run(build_app(index_uri, checkpoint, replicas, approx, storage, policy, audit_path, audit_node, spread),
               name="reid-search", route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"
     logger.info("serving %d images of %s at %s (%s; audit log %s)", len(index.image_ids), index_uri, url,
