@@ -46,14 +46,15 @@ SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the check
 
 
 @contextmanager
-def local_stack(state: Path, workers: int = 2) -> Iterator[dict[str, str]]:
-    """``cluster/local_up.sh`` with ``workers`` worker raylets (1 CPU each, the head 1 CPU) on ports of its own;
-    yields the environment a client uses (its ``REID_STACK_DIR`` too, for ``local_node.sh``) and stops it all."""
+def local_stack(state: Path, workers: int = 2, head_cpus: int = 1) -> Iterator[dict[str, str]]:
+    """``cluster/local_up.sh`` with ``workers`` worker raylets (1 CPU each, the head ``head_cpus``) on ports of its
+    own; yields the environment a client uses (its ``REID_STACK_DIR`` too, for ``local_node.sh``) and stops it
+    all."""
     from reid.distributed.runtime import free_ports
 
     s3, mlflow, gcs, dashboard, agent = free_ports(5)
     env = {k: v for k, v in os.environ.items() if k not in STACK_VARS}
-    env.update({"REID_STACK_DIR": str(state), "REID_STACK_WORKERS": str(workers), "REID_HEAD_CPUS": "1",
+    env.update({"REID_STACK_DIR": str(state), "REID_STACK_WORKERS": str(workers), "REID_HEAD_CPUS": str(head_cpus),
                 "REID_S3_PORT": str(s3), "REID_MLFLOW_PORT": str(mlflow), "REID_RAY_PORT": str(gcs),
                 "REID_DASHBOARD_PORT": str(dashboard), "REID_DASHBOARD_AGENT_PORT": str(agent),
                 "RAY_AUTH_MODE": "disabled", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
@@ -101,12 +102,18 @@ def train_overrides(stack: dict[str, str], data_uri: str, name: str, epochs: int
 
 
 def submit(stack: dict[str, str], overrides: Sequence[str], resume: bool = False, cwd: Path | None = None) -> str:
-    """``ray job submit --no-wait`` of ``reid train`` (the tiny config, data held in memory); returns the job id.
+    """``ray job submit --no-wait`` of ``reid train`` (the tiny config, data held in memory); returns the job id."""
+    return submit_entrypoint(stack, ["python", "jobs/train.py", "--config", "pkg://tiny", "--data-source", "memory",
+                                     *(["--resume"] if resume else []),
+                                     *[arg for key in overrides for arg in ("--set", key)]], cwd)
+
+
+def submit_entrypoint(stack: dict[str, str], entrypoint: Sequence[str], cwd: Path | None = None) -> str:
+    """``ray job submit --no-wait`` of ``entrypoint`` (the repository as working directory); returns the job id.
     Retries while the head's job agent has not registered yet ("No available agent")."""
     command = [str(VENV_BIN / "ray"), "job", "submit", "--no-wait", "--address", stack["RAY_ADDRESS"],
                "--working-dir", str(ROOT), "--runtime-env", str(ROOT / "cluster" / "runtime_env.yaml"), "--",
-               "python", "jobs/train.py", "--config", "pkg://tiny", "--data-source", "memory",
-               *(["--resume"] if resume else []), *[arg for key in overrides for arg in ("--set", key)]]
+               *entrypoint]
     deadline = time.monotonic() + 120
     while True:
         done = subprocess.run(command, env=stack, cwd=cwd or tempfile.gettempdir(), capture_output=True, text=True,
