@@ -46,6 +46,18 @@ SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the check
 
 
 @contextmanager
+def scratch_dirs(prefix: str) -> Iterator[tuple[Path, Path]]:
+    """Two fresh temporary directories, the stack's state and the job's data, removed afterwards."""
+    state = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))  # short: Ray's socket paths under it stay < 108 bytes
+    data = Path(tempfile.mkdtemp(prefix=f"{prefix}-data-"))
+    try:
+        yield state, data
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
 def local_stack(state: Path, workers: int = 2, head_cpus: int = 1) -> Iterator[dict[str, str]]:
     """``cluster/local_up.sh`` with ``workers`` worker raylets (1 CPU each, the head ``head_cpus``) on ports of its
     own; yields the environment a client uses (its ``REID_STACK_DIR`` too, for ``local_node.sh``) and stops it
@@ -402,9 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-driver", action="store_true", help="no driver-killed run")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    state = Path(tempfile.mkdtemp(prefix="reid-fault-"))  # short: Ray's socket paths under it stay < 108 bytes
-    data = Path(tempfile.mkdtemp(prefix="reid-fault-data-"))
-    try:
+    with scratch_dirs("reid-fault") as (state, data):
         dataset = write_dataset(data, args.identities, args.images, args.seed)
         with local_stack(state) as stack:
             data_uri = upload(stack, dataset, "data/synth")
@@ -419,9 +429,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if row.note:
                 print(f"{row.label}: {row.note}")
         return 0
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

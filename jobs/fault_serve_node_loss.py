@@ -22,9 +22,7 @@ import argparse
 import os
 import re
 import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -38,6 +36,7 @@ from fault_node_loss import (
     job_status,
     local_node,
     local_stack,
+    scratch_dirs,
     stack_nodes,
     submit,
     submit_entrypoint,
@@ -229,9 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    state = Path(tempfile.mkdtemp(prefix="reid-serve-"))  # short: Ray's socket paths under it stay < 108 bytes
-    data = Path(tempfile.mkdtemp(prefix="reid-serve-data-"))
-    try:
+    with scratch_dirs("reid-serve") as (state, data):
         dataset = write_dataset(data, args.identities, args.images, args.seed)
         token = secrets.token_urlsafe(32)
         token_file = data / "serve_token"
@@ -239,9 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_file.chmod(0o600)
         with local_stack(state, workers=2, head_cpus=0) as stack:
             return run(stack, dataset, token_file, token, args)
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
