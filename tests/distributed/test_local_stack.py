@@ -135,7 +135,7 @@ def test_local_up_locks_ray_and_mlflow_and_local_down_stops_only_this_stack(stat
 NODES = """
 import json, ray
 ray.init(address="127.0.0.1:{port}", logging_level="ERROR")
-print(json.dumps([{{"alive": n["Alive"], "resources": n["Resources"]}} for n in ray.nodes()]))
+print("NODES " + json.dumps([{{"alive": n["Alive"], "resources": n["Resources"]}} for n in ray.nodes()]))
 """
 
 
@@ -144,7 +144,10 @@ def _nodes(gcs: int) -> list[dict]:
     done = subprocess.run([sys.executable, "-c", NODES.format(port=gcs)], env=env, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # the driver also prints the cluster's error notices (a dead node's "lagging heartbeats") to stdout
+    marked = [line for line in done.stdout.splitlines() if line.startswith("NODES ")]
+    assert marked, done.stdout[-2000:]
+    return json.loads(marked[-1].removeprefix("NODES "))
 
 
 def test_local_up_starts_worker_nodes_and_local_node_kills_one_by_its_pid(state: Path) -> None:
