@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -21,6 +22,7 @@ from reid.config import Config, dump_config
 from reid.config.typecheck import build_dataclass
 from reid.distributed.checkpoint_restore import staged_checkpoint
 from reid.distributed.data_pipeline import iter_pk_batches, train_stream
+from reid.distributed.group_starts import STARTS_DIR, clear_starts, record_start
 from reid.distributed.nodes import check_driver_paths, gather_placement, placement_line, placement_tags
 from reid.distributed.portable_config import portable_config
 from reid.distributed.progress import QueueProgress, run_with_progress
@@ -161,6 +163,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         parts.tracker.set_tags(placement_tags(placement))  # tags, not params: a restarted group may move
     if context.world_rank == 0 and loop_config.get("progress") is not None:
         parts.progress = QueueProgress(loop_config["progress"], placement)  # its start event names the nodes
+    if context.world_rank == 0:
+        parts.on_start = functools.partial(record_start, loop_config["run_uri"], config.storage,
+                                           placement=placement)
     result = train_loop(config, context, parts)
     if context.world_rank == 0:
         payload = {"best_uri": result.best_uri if result.state.best_epoch is not None else None,
@@ -175,7 +180,7 @@ def check_run_name(config: Config, run: Any, resume: bool) -> None:
     if resume and not exists(run):
         raise RunExistsError(f"--resume: no run '{config.train.name}' at {run.uri} to resume; leave out --resume to "
                              "start it, or name the run to continue with --set train.name=...")
-    started = exists(run) and any(not f.endswith(TRACKING_FILE) for f in list_files(run))
+    started = exists(run) and any(not f.endswith(TRACKING_FILE) and f"/{STARTS_DIR}/" not in f for f in list_files(run))
     if started and not resume:
         raise RunExistsError(f"run '{config.train.name}' already has files at {run.uri}; pass --resume to "
                              "continue it or choose another train.name")
@@ -201,6 +206,8 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     """
     run = resolve(run_uri(config), config.storage)
     check_run_name(config, run, resume)
+    if not resume:
+        clear_starts(run.uri, config.storage)
     root = resolve(config.train.storage_uri, config.storage)
     shards = shard_identities(config.data.uri, "train", config.storage)
     steps = steps_per_epoch(shards, config.data.batch.p, config.train.workers, config.train.steps_per_epoch)

@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from reid.config import Config, ConfigError
 from reid.config.loader import with_overrides
+from reid.distributed.group_starts import restarts
 from reid.distributed.portable_config import portable_config
 from reid.distributed.runtime import ensure_ray
 from reid.distributed.tracking import RunTracker, check_cluster_tracking_store, safe_config_yaml, tracking_uri
@@ -248,7 +249,8 @@ def _tuner(config: Config, space: SearchSpace, setup: TrialSetup, root: Location
         run_config=tune.RunConfig(name=t.name, storage_path=parent.path, storage_filesystem=fs,
                                   callbacks=[ChildRunCallback(setup.runs_uri, config.storage),
                                              TrialLines(setup.metric)],
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1 if chatty() else 0),
+                                  failure_config=tune.FailureConfig(max_failures=t.max_failures),
+                                  verbose=1 if chatty() else 0),
     )
 
 
@@ -275,6 +277,11 @@ class TrialLines(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._line(trial, f"error: {error_line(getattr(trial, 'error_msg', None) or 'see the trial log')}")
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        failures = int(getattr(trial, "num_failures", 0) or 0)
+        why = error_line(getattr(trial, "error_msg", None) or "see the trial log")
+        self._line(trial, f"failed ({why}); started again from its last checkpoint (failure {failures})")
+
     def _line(self, trial: Any, what: str) -> None:
         if chatty():
             return
@@ -298,7 +305,8 @@ def _row(result: Any, setup: TrialSetup, config: Config) -> TrialRow:
     ran_all = epochs >= config.train.epochs
     status = ERROR if result.error is not None else (COMPLETED if done and ran_all else STOPPED)
     run_id = close_child_run(setup.runs_uri, trial_id, config.storage, failed=status == ERROR)
-    return TrialRow(trial_id, sample, best, epochs, status, run_id, error_line(result.error))
+    retries = restarts(f"{setup.runs_uri.rstrip('/')}/{trial_id}", config.storage)
+    return TrialRow(trial_id, sample, best, epochs, status, run_id, error_line(result.error), retries)
 
 
 def _best_overrides(space: SearchSpace, rows: list[TrialRow]) -> dict[str, Any] | None:
@@ -326,12 +334,14 @@ def _report_parent(outcome: SearchOutcome, parent: RunTracker, summary_dir: str)
     """The parent run gets the summary files, the best value and trial, and ends."""
     parent.log_artifacts(summary_dir, "summary")
     stopped = sum(r.status == STOPPED for r in outcome.rows)
+    retried = sum(r.retries > 0 for r in outcome.rows)
     tags = {"tune.trials": str(len(outcome.rows)), "tune.stopped_early": str(stopped),
-            "tune.search_uri": outcome.search_uri}
+            "tune.retried_trials": str(retried), "tune.search_uri": outcome.search_uri}
     if outcome.best_config is not None:
         best = outcome.rows[0]
         parent.log_metrics({outcome.metric: float(best.metric or 0.0)}, "best/")
         tags.update({"tune.best_trial_id": best.trial_id, "tune.best_run_id": best.run_id or ""})
-    parent.log_metrics({"wall_s": outcome.wall_s, "trials": float(len(outcome.rows)), "stopped_early": stopped})
+    parent.log_metrics({"wall_s": outcome.wall_s, "trials": float(len(outcome.rows)), "stopped_early": stopped,
+                        "retried_trials": retried})
     parent.set_tags(tags)
     parent.finish("FINISHED" if all(r.status != ERROR for r in outcome.rows) else "FAILED")

@@ -19,8 +19,9 @@ COMPLETED, STOPPED, ERROR = "completed", "stopped early", "error"
 
 @dataclass(frozen=True)
 class TrialRow:
-    """One trial: its searched values, the best value of the metric over its epochs, epochs run, status, and
-    for a trial that errored the one line that says why."""
+    """One trial: its searched values, the best value of the metric over its epochs, epochs run, status, how
+    many times its training went on from a checkpoint after a failure (``retries``: its worker group restarted
+    by Ray Train or the trial started again by Ray Tune), and for a trial that errored the line that says why."""
 
     trial_id: str
     params: Mapping[str, Any]
@@ -29,6 +30,7 @@ class TrialRow:
     status: str
     run_id: str | None = None
     error: str | None = None
+    retries: int = 0
 
 
 def error_line(error: BaseException | str | None, limit: int = 200) -> str | None:
@@ -55,7 +57,7 @@ def sort_rows(rows: Sequence[TrialRow], mode: str) -> list[TrialRow]:
 
 
 def _header(keys: Sequence[str], metric: str) -> list[str]:
-    return ["rank", "trial_id", *keys, metric, "epochs", "status", "mlflow_run_id", "error"]
+    return ["rank", "trial_id", *keys, metric, "epochs", "status", "retries", "mlflow_run_id", "error"]
 
 
 def _cells(rank: int, row: TrialRow, keys: Sequence[str], exact: bool = False) -> list[str]:
@@ -65,7 +67,8 @@ def _cells(rank: int, row: TrialRow, keys: Sequence[str], exact: bool = False) -
 
     metric = "" if row.metric is None else fmt(row.metric)
     values = [fmt(row.params.get(k, "")) for k in keys]
-    return [str(rank), row.trial_id, *values, metric, str(row.epochs), row.status, row.run_id or "", row.error or ""]
+    return [str(rank), row.trial_id, *values, metric, str(row.epochs), row.status, str(row.retries), row.run_id or "",
+            row.error or ""]
 
 
 def format_value(value: Any) -> str:

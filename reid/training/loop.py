@@ -79,8 +79,9 @@ class LoopParts:
     pictures; ``probe(model)`` gives the disentanglement probes of each validation (``probe/*``);
     ``progress`` receives ``start(epoch, step)`` once the checkpoint is restored (where this group begins; if it
     has that method), ``step(epoch, step, steps, samples_per_s)`` after each step and ``epoch(epoch, metrics)``
-    after each checkpoint (the console); ``validate``, ``tracker``, ``probe``, ``pictures`` and
-    ``progress`` run on rank 0 only.
+    after each checkpoint (the console); ``on_start(epoch, step)`` is told the same start (a record of the
+    run's group starts); ``validate``, ``tracker``, ``probe``, ``pictures``, ``progress`` and ``on_start`` run
+    on rank 0 only.
     """
 
     engine: Engine
@@ -95,6 +96,7 @@ class LoopParts:
     pictures: Any = None
     probe: Any = None
     progress: Any = None
+    on_start: Any = None
 
 
 def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> TrainResult:
@@ -111,6 +113,8 @@ def train_loop(config: Config, context: TrainContext, parts: LoopParts) -> Train
     state, restored_metrics = _restore(context, parts)
     if parts.progress is not None and hasattr(parts.progress, "start"):
         parts.progress.start(state.epoch, state.step)
+    if parts.on_start is not None and context.world_rank == 0:
+        parts.on_start(state.epoch, state.step)
     logged = _catch_up_tracking(context, parts, state, restored_metrics)
     started_at = state.epoch
     stop_at = config.train.stop_after_epochs or config.train.epochs

@@ -18,6 +18,10 @@ class TuneConfig:
     ``max_concurrent_trials`` run at once. Each trial reserves ``trial_cpus`` for its driver function on
     top of its Train workers' ``train.workers x train.cpus_per_worker``. The search, its trial checkpoints
     and the trials' Train runs live under ``<storage_uri>/<name>``.
+
+    ``max_failures`` is how often Tune starts a trial again after it failed (its driver function's node lost,
+    an error): the trial's Train run then resumes from its last checkpoint. Lost Train *workers* of a live trial
+    are restarted by Ray Train itself, up to ``train.max_failures`` times.
     """
 
     metric: str | None = None
@@ -30,6 +34,7 @@ class TuneConfig:
     num_samples: int = 1
     max_concurrent_trials: int = 1
     trial_cpus: float = 0.05
+    max_failures: int = 1
     storage_uri: str = "runs/tune"
     name: str = "search"
 
@@ -40,5 +45,7 @@ class TuneConfig:
             raise ValueError(f"tune.reduction_factor must be > 1, got {self.reduction_factor}")
         if self.max_t is not None and self.max_t < self.grace_period:
             raise ValueError(f"tune.max_t must be >= tune.grace_period, got {self.max_t}")
+        if self.max_failures < 0:
+            raise ValueError(f"tune.max_failures must be >= 0, got {self.max_failures}")
         if not self.trial_cpus > 0:
             raise ValueError(f"tune.trial_cpus must be > 0 (Ray refuses 0), got {self.trial_cpus}")

@@ -44,6 +44,7 @@ def logged_epochs(client: MlflowClient, run_id: str) -> list[int]:
 
 def test_killed_worker_resumes_from_checkpoint_without_gaps(ray_local: None, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from reid.distributed.group_starts import group_starts, restarts
     from reid.distributed.train_job import RESULT_FILE, train
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -79,6 +80,10 @@ def test_killed_worker_resumes_from_checkpoint_without_gaps(ray_local: None, tmp
     # checkpoint: epoch 1 then runs again and must not be logged twice.
     payload = read_json(resolve(result.run_uri).join(RESULT_FILE))
     assert 1 <= payload["started_at_epoch"] < EPOCHS
+    # each group's start is on record in the run's storage: the first from scratch, the second where it resumed
+    starts = group_starts(result.run_uri)
+    assert [s["epoch"] for s in starts] == [0, payload["started_at_epoch"]] and restarts(result.run_uri) == 1
+    assert starts[0]["step"] == 0 and starts[1]["step"] == STEPS * payload["started_at_epoch"]
     run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert logged_epochs(client, run.info.run_id) == list(range(EPOCHS))

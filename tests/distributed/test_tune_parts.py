@@ -146,7 +146,7 @@ def test_close_child_run_ends_only_runs_tune_ended(tmp_path: Path) -> None:
 ROWS = [TrialRow("t1", {"variant": "a", "optim.lr": 1e-4}, 20.0, 2, "completed", "r1"),
         TrialRow("t2", {"variant": "b", "optim.lr": 3e-4}, None, 0, "error", None),
         TrialRow("t3", {"variant": "a|x", "optim.lr": 2e-5}, 31.25, 2, "completed", "r3"),
-        TrialRow("t4", {"variant": "b", "optim.lr": 5e-5}, 12.5, 1, "stopped early", "r4")]
+        TrialRow("t4", {"variant": "b", "optim.lr": 5e-5}, 12.5, 1, "stopped early", "r4", retries=2)]
 
 
 def test_summary_sorts_by_the_metric_and_writes_every_file(tmp_path: Path) -> None:
@@ -158,12 +158,13 @@ def test_summary_sorts_by_the_metric_and_writes_every_file(tmp_path: Path) -> No
         ("1", "t3", "31.25", "completed"), ("2", "t1", "20.0", "completed"), ("3", "t4", "12.5", "stopped early"),
         ("4", "t2", "", "error")]
     assert table[0]["optim.lr"] == "2e-05" and table[0]["mlflow_run_id"] == "r3"
+    assert [t["retries"] for t in table] == ["0", "0", "2", "0"]
     exact = TrialRow("t5", {"optim.lr": 1 / 3}, 100 / 7, 1, "completed")
     assert [c["val/R1"] for c in csv.DictReader(io.StringIO(to_csv([exact], keys, "val/R1")))] == [repr(100 / 7)]
     markdown = to_markdown(rows, keys, "val/R1").splitlines()
-    assert "| 1 | t3 | a\\|x | 2e-05 | 31.25 | 2 | completed | r3 |  |" == markdown[2]
-    assert markdown[0] == ("| rank | trial_id | variant | optim.lr | val/R1 | epochs | status | mlflow_run_id | "
-                           "error |")
+    assert "| 1 | t3 | a\\|x | 2e-05 | 31.25 | 2 | completed | 0 | r3 |  |" == markdown[2]
+    assert markdown[0] == ("| rank | trial_id | variant | optim.lr | val/R1 | epochs | status | retries | "
+                           "mlflow_run_id | error |")
     assert "a\\|x" in markdown[2] and len(markdown) == 6
     files = write_summary(tmp_path, rows, keys, "val/R1", "optim:\n  lr: 2.0e-05\n", {"optim.lr": 2e-5},
                           log_keys=["optim.lr"])
@@ -184,7 +185,7 @@ def test_an_errored_trial_shows_the_line_that_names_its_error() -> None:
     assert error_line(RuntimeError("no workers")) == "no workers" and error_line(None) is None
     row = TrialRow("t9", {"variant": "bad"}, None, 0, "error", None, error_line(wrapped))
     assert to_markdown([row], ["variant"], "val/R1").splitlines()[2].endswith(
-        "| error |  | ValueError: BDAM width 32 is not divisible by bdam.heads=3 |")
+        "| error | 0 |  | ValueError: BDAM width 32 is not divisible by bdam.heads=3 |")
 
 
 def test_upstream_stages_follow_the_keys() -> None:
