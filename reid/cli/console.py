@@ -48,6 +48,8 @@ def setup_console(command: str, verbose: bool) -> Path | None:
         root.addHandler(handler)
     if not verbose:  # MLflow's own handler prints store migrations at INFO; it reads the level when imported
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # and the client writes "View run ... at" links to stdout each time a run on a server ends
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     return _log_file
 

@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run at <train.storage_uri>/<train.name>")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (paper protocol: 0,1,2): one child run "
                                                  "per seed, mean ± std on the parent run")
-    p.add_argument("--data-source", choices=("ray", "memory"), default="ray",
-                   help="Ray Data pipeline (default) or the training split held in each worker's memory")
+    p.add_argument("--data-source", choices=("ray", "memory"), default=None,
+                   help="Ray Data pipeline or the training split held in each worker's memory (default: "
+                        "train.data_source, 'ray' unless the config says otherwise)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line instead of a summary")
     p.set_defaults(func=run)
 

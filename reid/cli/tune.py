@@ -20,8 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="draws from the space (a grid is repeated this many times); default tune.num_samples")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted search at <tune.storage_uri>/<tune.name>")
-    p.add_argument("--data-source", choices=("ray", "memory"), default="ray",
-                   help="Ray Data pipeline (default) or the training split held in each worker's memory")
+    p.add_argument("--data-source", choices=("ray", "memory"), default=None,
+                   help="Ray Data pipeline or the training split held in each worker's memory (default: "
+                        "train.data_source)")
     p.set_defaults(func=run)
 
 

@@ -192,7 +192,7 @@ def run_uri(config: Config) -> str:
 
 
 def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | None = None,
-                  data: str = "ray", callbacks: Sequence[Any] = (), progress: Any = None) -> TorchTrainer:
+                  data: str | None = None, callbacks: Sequence[Any] = (), progress: Any = None) -> TorchTrainer:
     """A ``TorchTrainer`` running :func:`train_worker` on ``train.workers`` workers.
 
     Checkpoints go to ``<train.storage_uri>/<train.name>`` (``s3://`` through an explicit pyarrow
@@ -200,10 +200,11 @@ def build_trainer(config: Config, resume: bool = False, mlflow: RunTracker | Non
     run refuses an existing run directory; ``resume`` continues it (Ray Train restores its checkpoint
     manager from storage and :func:`ray.train.get_checkpoint` gives the newest checkpoint).
     ``data`` is ``ray`` (the Ray Data pipeline, read by every worker) or ``memory`` (each worker holds the
-    training split in memory). ``callbacks`` are extra ``ray.train.RunConfig`` callbacks (Ray Tune passes
-    its ``TuneReportCallback`` so the scheduler sees every epoch's metrics). ``progress`` is a Ray queue that
-    rank 0 sends its step and epoch events to (:mod:`reid.distributed.progress`).
+    training split in memory); None: ``train.data_source``. ``callbacks`` are extra ``ray.train.RunConfig``
+    callbacks (Ray Tune passes its ``TuneReportCallback`` so the scheduler sees every epoch's metrics).
+    ``progress`` is a Ray queue that rank 0 sends its step and epoch events to (:mod:`reid.distributed.progress`).
     """
+    data = data or config.train.data_source
     run = resolve(run_uri(config), config.storage)
     check_run_name(config, run, resume)
     if not resume:
@@ -254,7 +255,7 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str = "ray",
+def train(config: Config, resume: bool = False, parent_run_id: str | None = None, data: str | None = None,
           callbacks: Sequence[Any] = (), console: bool = False, run_name: str | None = None) -> TrainOutcome:
     """Fit one run on Ray Train, tracked in MLflow (a child of ``parent_run_id`` when given); ``callbacks``
     go to :func:`build_trainer`. Relative local paths in ``config`` are taken from this process's working
@@ -390,7 +391,7 @@ def publish_log(config: Config, outcome: TrainOutcome, name: str, text: str | No
     return target.uri
 
 
-def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str = "ray",
+def train_seeds(config: Config, seeds: Sequence[int], resume: bool = False, data: str | None = None,
                 console: bool = False) -> dict[str, Any]:
     """The paper's protocol: one run per seed (``<name>-seed<N>``) as children of one parent MLflow run,
     which gets the mean and std of the test metrics (with the gallery of images alone's ``image_R1`` and

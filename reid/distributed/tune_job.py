@@ -112,7 +112,7 @@ def check_against_dataset(config: Config, space: SearchSpace) -> None:
 
 
 def run_search(config: Config, space: SearchSpace, num_samples: int | None = None, resume: bool = False,
-               data: str = "ray") -> SearchOutcome:
+               data: str | None = None) -> SearchOutcome:
     """Search ``space`` around ``config`` with Ray Tune; every trial runs ``reid train``'s trainer builder.
 
     A fresh search refuses an existing ``<tune.storage_uri>/<tune.name>``; ``resume`` restores it
@@ -130,7 +130,7 @@ def run_search(config: Config, space: SearchSpace, num_samples: int | None = Non
     state = state or _new_state(config, space, root)
     metric = search_metric(config)
     setup = TrialSetup(config, space, root.join("trials").uri, root.join("datasets").uri,
-                       state.get("parent_run_id"), data, metric)
+                       state.get("parent_run_id"), data or config.train.data_source, metric)
     grid = _tuner(config, space, setup, root, resume).fit()
     rows = sort_rows([_row(result, setup, config) for result in grid], config.tune.mode)
     overrides = _best_overrides(space, rows)
@@ -239,6 +239,8 @@ def _tuner(config: Config, space: SearchSpace, setup: TrialSetup, root: Location
 
         search_alg = OptunaSearch(seed=config.seed)
     parent = resolve(t.storage_uri, config.storage)
+    if not chatty():
+        quiet_tune()
     return tune.Tuner(
         trainable,
         param_space=param_space(space),
@@ -259,6 +261,14 @@ def chatty() -> bool:
     return os.environ.get("REID_VERBOSE", "1") != "0"
 
 
+def quiet_tune() -> None:
+    """Without ``--verbose``: no Tune output engine (Ray 2.60's prints a failed trial's whole result table whatever
+    the verbosity) and its controller's traceback of each failed trial to the log file only (:class:`TrialLines`
+    writes it there and prints the trial's one line)."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter at verbose=0 prints nothing
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+
+
 class TrialLines(tune.Callback):
     """Driver side, without ``--verbose``: one line per ended trial (its values, status and best metric, or
     the line naming its error)."""
@@ -275,18 +285,38 @@ class TrialLines(tune.Callback):
         self._line(trial, f"finished, best {self.metric} {self.best.get(trial.trial_id, float('nan')):.2f}")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._line(trial, f"error: {error_line(getattr(trial, 'error_msg', None) or 'see the trial log')}")
+        self._line(trial, f"error: {error_line(trial_error(trial)) or 'see the trial log'}")
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         failures = int(getattr(trial, "num_failures", 0) or 0)
-        why = error_line(getattr(trial, "error_msg", None) or "see the trial log")
-        self._line(trial, f"failed ({why}); started again from its last checkpoint (failure {failures})")
+        why = error_line(trial_error(trial)) or "see the trial log"
+        self._line(trial, f"failed ({why}); started again, its run resumes from its last checkpoint "
+                          f"(failure {failures})")
 
     def _line(self, trial: Any, what: str) -> None:
         if chatty():
             return
         values = " ".join(f"{k}={format_value(v)}" for k, v in (trial.config or {}).items())
         print(f"trial {trial.trial_id} ({values}): {what}", flush=True)
+
+
+def trial_error(trial: Any) -> str | None:
+    """The text of a trial's latest error (Tune's error file, else its message), logged whole to the log file."""
+    text = None
+    try:  # the driver's local copy first (the copy in the search's storage is synced later), then that copy
+        local = trial.error_file
+        if local and os.path.exists(local):
+            with open(local, encoding="utf-8", errors="replace") as file:
+                text = file.read()
+        else:
+            error = trial.get_error()
+            text = str(error) if error is not None else None
+    except Exception:  # not readable (yet): the message Tune keeps, if any
+        pass
+    text = text or getattr(trial, "error_msg", None)
+    if text:
+        logger.info("trial %s failed:\n%s", trial.trial_id, text)
+    return text
 
 
 def _row(result: Any, setup: TrialSetup, config: Config) -> TrialRow:

@@ -218,3 +218,26 @@ def test_trial_runs_are_named_by_their_search_and_values() -> None:
     assert trial_run_name("table1_bdam", {"variant": "no_gate", "seed": 1}, "89000_00007") == (
         "table1_bdam no_gate seed=1 (89000_00007)")
     assert trial_run_name("lr", {"optim.lr": 0.001}, "a_1") == "lr optim.lr=0.001 (a_1)"
+
+
+def test_a_retried_trial_is_named_by_the_error_in_its_local_error_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune writes a failed trial's traceback to the driver's trial dir before it syncs it to the search's
+    storage: the retry line reads the local copy and names the error (not "see the trial log")."""
+    from types import SimpleNamespace
+
+    from reid.distributed.tune_job import TrialLines, trial_error
+
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 1 (occurred at 2026-12-03)\nTraceback (most recent call last):\n  File \"x.py\"\n"
+                     "ray.exceptions.ActorUnavailableError: The actor 6bda is unavailable: Socket closed.\n")
+    trial = SimpleNamespace(trial_id="t1", error_file=str(error), num_failures=1, config={"optim.lr": 0.01},
+                            get_error=lambda: None)
+    assert "ActorUnavailableError" in (trial_error(trial) or "")
+    gone = SimpleNamespace(trial_id="t2", error_file=None, get_error=lambda: (_ for _ in ()).throw(OSError("x")))
+    assert trial_error(gone) is None
+    monkeypatch.setenv("REID_VERBOSE", "0")
+    TrialLines("val/R1").on_trial_recover(0, [], trial)
+    assert capsys.readouterr().out == (
+        "trial t1 (optim.lr=0.01): failed (ray.exceptions.ActorUnavailableError: The actor 6bda is unavailable: "
+        "Socket closed.); started again, its run resumes from its last checkpoint (failure 1)\n")
