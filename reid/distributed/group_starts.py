@@ -16,18 +16,19 @@ STARTS_DIR = "starts"
 
 def record_start(run_uri: str, storage: StorageConfig | None, epoch: int, step: int,
                  placement: Sequence[Sequence[str]] = ()) -> None:
-    """Rank 0, once its group restored its checkpoint: ``<run>/starts/<unix ms>-<random>.json`` with where the group
+    """Rank 0, once its group restored its checkpoint: ``<run>/starts/<unix ns>-<random>.json`` with where the group
     begins (``epoch``: the next epoch, 0-based; ``step``: optimiser steps done before it) and its ranks' nodes."""
-    now = time.time()
-    name = f"{int(now * 1000):015d}-{uuid.uuid4().hex[:8]}.json"  # in time order; two in one ms both kept
+    now = time.time_ns()
+    name = f"{now:020d}-{uuid.uuid4().hex[:8]}.json"  # in time order; two processes' starts both kept
     write_json(resolve(run_uri, storage).join(STARTS_DIR, name),
-               {"time": now, "epoch": int(epoch), "step": int(step), "placement": [list(p) for p in placement]})
+               {"time": now / 1e9, "epoch": int(epoch), "step": int(step), "placement": [list(p) for p in placement]})
 
 
 def group_starts(run_uri: str, storage: StorageConfig | None = None) -> list[dict[str, Any]]:
     """The run's recorded group starts, oldest first (empty for a run that never started)."""
     starts = resolve(run_uri, storage).join(STARTS_DIR)
-    return [read_json(starts.join(path.rsplit("/", 1)[1])) for path in list_files(starts, ".json")]
+    found = [read_json(starts.join(path.rsplit("/", 1)[1])) for path in list_files(starts, ".json")]
+    return sorted(found, key=lambda start: float(start["time"]))  # stable: names are in time order too
 
 
 def restarts(run_uri: str, storage: StorageConfig | None = None) -> int:

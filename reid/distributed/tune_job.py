@@ -70,8 +70,15 @@ def search_uri(config: Config) -> str:
 
 
 def search_metric(config: Config) -> str:
-    """``tune.metric``, else the validation metric that picks checkpoints: ``val/<eval.select_metric>``."""
-    return config.tune.metric or f"val/{config.eval.select_metric}"
+    """``tune.metric``, else the validation metric that picks checkpoints: ``val/<eval.select_metric>``. An
+    ``image_*`` metric where training reads no descriptions is its plain metric (the gallery is images alone
+    then, and validation reports no ``image_*``), as checkpoint selection takes it."""
+    if config.tune.metric:
+        return config.tune.metric
+    metric = config.eval.select_metric
+    if metric.startswith("image_") and not (config.data.use_descriptions and config.eval.image_only):
+        metric = metric.removeprefix("image_")
+    return f"val/{metric}"
 
 
 def validate_search(config: Config, space: SearchSpace) -> None:

@@ -23,7 +23,7 @@ from reid.losses.objective import compute_losses
 from reid.training.batches import BatchSource
 from reid.training.context import TrainContext
 from reid.training.engine import Engine
-from reid.training.validation import Validator, is_better
+from reid.training.validation import Validator, is_better, selected_value
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _validate(config: Config, context: TrainContext, parts: LoopParts, state: Lo
     state.history.append({"epoch": state.epoch, **scores})
     metric = config.eval.select_metric
     if is_better(scores, metric, state.best_score):
-        state.best_epoch, state.best_score = state.epoch, float(scores[metric])
+        state.best_epoch, state.best_score = state.epoch, selected_value(scores, metric)
         if parts.save_best is not None:
             parts.save_best(module)
     logger.info("val epoch %d: %s (best %s=%.2f at epoch %s)", state.epoch, scores, metric,

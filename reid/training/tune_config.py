@@ -21,7 +21,8 @@ class TuneConfig:
 
     ``max_failures`` is how often Tune starts a trial again after it failed (its driver function's node lost,
     an error): the trial's Train run then resumes from its last checkpoint. Lost Train *workers* of a live trial
-    are restarted by Ray Train itself, up to ``train.max_failures`` times.
+    are restarted by Ray Train itself, up to ``train.max_failures`` times. Tune cannot tell a lost node from a
+    setting that fails every time: such a trial is started once more too (0 fails it at once).
     """
 
     metric: str | None = None

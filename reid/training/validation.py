@@ -70,12 +70,18 @@ class SplitValidator:
         return self._described[split]
 
 
-def is_better(metrics: Mapping[str, float], metric: str, best: float | None) -> bool:
-    """True when ``metrics[metric]`` beats ``best`` (the first finite score always does; NaN never). An
-    ``image_*`` metric of a gallery without descriptions is its plain metric (the gallery is images alone)."""
+def selected_value(metrics: Mapping[str, float], metric: str) -> float:
+    """``metrics[metric]``, where an ``image_*`` metric of a gallery without descriptions is its plain metric (the
+    gallery is images alone then)."""
     if metric not in metrics and metric.startswith(IMAGE_PREFIX):
         metric = metric[len(IMAGE_PREFIX):]
     if metric not in metrics:
         raise KeyError(f"validation gave no '{metric}' (eval.select_metric); it gave {sorted(metrics)}")
-    value = float(metrics[metric])
+    return float(metrics[metric])
+
+
+def is_better(metrics: Mapping[str, float], metric: str, best: float | None) -> bool:
+    """True when the selected value (:func:`selected_value`) beats ``best`` (the first finite score always does;
+    NaN never)."""
+    value = selected_value(metrics, metric)
     return not math.isnan(value) and (best is None or value > best)

@@ -241,3 +241,15 @@ def test_a_retried_trial_is_named_by_the_error_in_its_local_error_file(
     assert capsys.readouterr().out == (
         "trial t1 (optim.lr=0.01): failed (ray.exceptions.ActorUnavailableError: The actor 6bda is unavailable: "
         "Socket closed.); started again, its run resumes from its last checkpoint (failure 1)\n")
+
+
+def test_the_search_metric_of_an_image_metric_without_descriptions_is_the_plain_one() -> None:
+    """The demo selects on ``image_mAP``; a search of it without descriptions ranks trials on ``val/mAP`` (the
+    gallery is images alone, and validation reports no ``image_*``), as its checkpoint selection does."""
+    from reid.distributed.tune_job import search_metric
+
+    assert search_metric(load_config("pkg://demo")) == "val/image_mAP"
+    assert search_metric(load_config("pkg://demo", ["data.use_descriptions=false"])) == "val/mAP"
+    assert search_metric(load_config("pkg://demo", ["eval.image_only=false"])) == "val/mAP"
+    assert search_metric(load_config("pkg://demo", ["tune.metric=val/R5"])) == "val/R5"
+    assert search_metric(load_config("pkg://tiny")) == "val/R1"

@@ -104,7 +104,7 @@ def test_a_search_whose_every_trial_fails_says_why_and_exits_non_zero(ray_tune: 
     space.write_text("variants:\n  three_heads: {model.bdam.heads: 3}\n  five_heads: {model.bdam.heads: 5}\n")
     overrides = [f"data.uri={tune_dataset}", "data.use_descriptions=false", "train.engine=torch", "train.workers=1",
                  "train.epochs=1", "train.steps_per_epoch=1", f"tune.storage_uri={tmp_path}", "tune.name=bad",
-                 f"tracking.runs_dir={tmp_path / 'runs'}", "train.max_failures=0"]
+                 f"tracking.runs_dir={tmp_path / 'runs'}", "train.max_failures=0", "tune.max_failures=0"]
     command = [str(Path(sys.executable).parent / "reid"), "tune", "--space", str(space), "--config", "pkg://tiny",
                "--data-source", "memory", *[arg for item in overrides for arg in ("--set", item)]]
     import os
@@ -114,6 +114,9 @@ def test_a_search_whose_every_trial_fails_says_why_and_exits_non_zero(ray_tune: 
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # this session's Ray: one per host
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert done.stdout.count("not divisible by bdam.heads=") == 2  # each errored row names its error
+    # each trial's console line and each errored row of the summary name its error
+    lines = [line for line in done.stdout.splitlines() if line.startswith("trial ") and ": error: " in line]
+    assert len(lines) == 2 and all("not divisible by bdam.heads=" in line for line in lines), done.stdout[-2000:]
+    assert done.stdout.count("not divisible by bdam.heads=") == 4
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("reid tune: every trial failed; trial ") and "not divisible by bdam.heads=" in last
