@@ -249,6 +249,13 @@ def summarise(stack: dict[str, str], label: str, experiment: str, status: str, c
     return outcome
 
 
+def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    """``--identities``, ``--images`` and ``--seed`` of the synthetic set a fault job writes (:func:`write_dataset`)."""
+    parser.add_argument("--identities", type=int, default=40)
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def write_dataset(directory: Path, identities: int, images: int, seed: int) -> Path:
     """A small synthetic CUHK-PEDES-style set (64 x 32 images), prepared into shards under ``directory``."""
     from reid.data.prepare import prepare_dataset
@@ -407,9 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kill-delay", type=float, default=0.5,
                         help="seconds after the previous epoch's checkpoint is registered")
     parser.add_argument("--replace-after", type=float, default=5.0, help="seconds from the kill to the new node")
-    parser.add_argument("--identities", type=int, default=40)
-    parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    add_dataset_args(parser)
     parser.add_argument("--skip-plain", action="store_true", help="no uninterrupted run")
     parser.add_argument("--skip-driver", action="store_true", help="no driver-killed run")
     args = parser.parse_args(argv)

@@ -32,6 +32,7 @@ from typing import Any
 import requests
 from fault_node_loss import (
     BUCKET,
+    add_dataset_args,
     job_logs,
     job_status,
     local_node,
@@ -223,9 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recover-timeout", type=float, default=180.0,
                         help="seconds after the load for the replicas to be back")
     parser.add_argument("--steps", type=int, default=20, help="training steps of the model served")
-    parser.add_argument("--identities", type=int, default=40)
-    parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    add_dataset_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with scratch_dirs("reid-serve") as (state, data):

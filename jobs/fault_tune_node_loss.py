@@ -32,6 +32,7 @@ from typing import Any
 import requests
 from fault_node_loss import (
     BUCKET,
+    add_dataset_args,
     job_logs,
     job_status,
     local_node,
@@ -184,9 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kill-after-epoch", type=int, default=1,
                         help="kill once some trial has logged this many epochs")
     parser.add_argument("--replace-after", type=float, default=10.0, help="seconds from the kill to the new node")
-    parser.add_argument("--identities", type=int, default=40)
-    parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    add_dataset_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with scratch_dirs("reid-ftune") as (state, data):

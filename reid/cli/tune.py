@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"search_uri": outcome.search_uri, "metric": outcome.metric, "wall_s": round(outcome.wall_s, 1),
                       "parent_run_id": outcome.parent_run_id, "best_trial": best.trial_id if best else None,
                       "best_value": best.metric if best else None, "best_params": dict(best.params) if best else None,
-                      "trials": len(outcome.rows), "retried_trials": sum(r.retries > 0 for r in outcome.rows)},
+                      "trials": len(outcome.rows), "retried_trials": outcome.retried_trials},
                      default=str))
     if outcome.rows and len(failed) == len(outcome.rows):
         print(f"reid tune: every trial failed; trial {failed[0].trial_id}: {failed[0].error}", file=sys.stderr)

@@ -37,6 +37,7 @@ from reid.distributed.tune_trial import EPOCHS_DONE, ChildRunCallback, TrialSetu
 from reid.search_space import VARIANT, Distribution, SearchSpace, SpaceError, validate_space
 from reid.storage import Location, exists, read_json, resolve, write_bytes, write_json
 from reid.training.batches import shard_identities, steps_per_pass
+from reid.training.validation import IMAGE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class SearchOutcome:
     def table(self) -> str:
         return to_markdown(self.rows, self.keys, self.metric)
 
+    @property
+    def retried_trials(self) -> int:
+        """Trials whose training went on from a checkpoint after a failure at least once."""
+        return sum(row.retries > 0 for row in self.rows)
+
 
 def search_uri(config: Config) -> str:
     """Where a search lives: ``<tune.storage_uri>/<tune.name>``."""
@@ -76,8 +82,8 @@ def search_metric(config: Config) -> str:
     if config.tune.metric:
         return config.tune.metric
     metric = config.eval.select_metric
-    if metric.startswith("image_") and not (config.data.use_descriptions and config.eval.image_only):
-        metric = metric.removeprefix("image_")
+    if metric.startswith(IMAGE_PREFIX) and not (config.data.use_descriptions and config.eval.image_only):
+        metric = metric.removeprefix(IMAGE_PREFIX)
     return f"val/{metric}"
 
 
@@ -371,7 +377,7 @@ def _report_parent(outcome: SearchOutcome, parent: RunTracker, summary_dir: str)
     """The parent run gets the summary files, the best value and trial, and ends."""
     parent.log_artifacts(summary_dir, "summary")
     stopped = sum(r.status == STOPPED for r in outcome.rows)
-    retried = sum(r.retries > 0 for r in outcome.rows)
+    retried = outcome.retried_trials
     tags = {"tune.trials": str(len(outcome.rows)), "tune.stopped_early": str(stopped),
             "tune.retried_trials": str(retried), "tune.search_uri": outcome.search_uri}
     if outcome.best_config is not None:
