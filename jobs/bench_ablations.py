@@ -179,35 +179,99 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--workdir", default="runs/ablations")
     parser.add_argument("--out", default=None, help="also write the markdown tables to this file")
-    parser.add_argument("--resume", action="store_true", help="continue interrupted searches")
+    parser.add_argument("--resume", action="store_true", help="continue interrupted searches (or local runs)")
+    parser.add_argument("--local", action="store_true",
+                        help="no Ray: each run in a subprocess on one thread (results in <workdir>/results.jsonl)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time with --local")
     parser.add_argument("--set", action="append", default=[], help="config override for every trial")
+    parser.add_argument("--one", nargs=3, metavar=("TABLE", "VARIANT", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from reid.distributed.runtime import ensure_ray
     from reid.evaluation.selection import parse_seeds
 
-    ensure_ray(dashboard=True)
-    workdir = str(Path(args.workdir).absolute())
-    data = build_dataset(workdir, args.identities, args.images, seed=0)
-    config = load_config(args.config, [f"data.uri={data}", f"tune.storage_uri={workdir}/tune",
-                                       f"tracking.runs_dir={workdir}", "train.pictures=false", *args.set])
+    workdir = Path(args.workdir).absolute()
+    if args.one:
+        run_local_one(args, workdir)
+        return
+    if args.parallel < 1:
+        parser.error("--parallel takes a positive count")
+    from reid.distributed.runtime import ensure_ray
+
+    ensure_ray(dashboard=not args.local)
+    data = build_dataset(str(workdir), args.identities, args.images, seed=0)
     seeds = parse_seeds(args.seeds)
     parts = [f"Synthetic clothes-changing split: {args.identities} identities x {args.images} images, seeds "
-             f"{args.seeds}, config {args.config} {' '.join(args.set)}; test metrics of the checkpoint chosen on "
+             f"{args.seeds}, config {args.config} {' '.join(args.set)}"
+             f"{' (one process per run, no Ray)' if args.local else ''}; test metrics of the checkpoint chosen on "
              "val, mean ± std over seeds."]
+    if args.local:
+        import ray
+
+        ray.shutdown()  # the runs need no Ray: its processes would take their share of the cores
+        tables = local_tables(args, workdir, data, seeds)
+    else:
+        config = load_config(args.config, [f"data.uri={data}", f"tune.storage_uri={workdir}/tune",
+                                           f"tracking.runs_dir={workdir}", "train.pictures=false", *args.set])
+        tables = {table: run_table(table, config, data, seeds, args.resume) for table in args.tables}
     probes = {}
-    for table in args.tables:
-        rows = run_table(table, config, data, seeds, args.resume)
+    for table, rows in tables.items():
         parts.append(sapsam_markdown(table, rows) if table.startswith("sapsam") else markdown(table, rows))
-        if table.startswith("table1"):
-            probes = rows
+        if table.startswith("table1") or (args.local and not table.startswith("sapsam")):
+            probes.update({variant if table.startswith("table1") else f"{table}: {variant}": trials
+                           for variant, trials in rows.items()})
         print(parts[-1] + "\n", flush=True)
     if probes:
-        parts.append("### probes (Table 1 rows; fitted on train images, scored on test images)\n\n"
-                     + probe_markdown(probes))
+        parts.append("### probes (fitted on train images, scored on test images)\n\n" + probe_markdown(probes))
         print(parts[-1], flush=True)
+        if args.local:
+            from ablation_local import plot_probe_summary
+
+            plot_probe_summary({k: [t["probes"] for t in v] for k, v in probes.items()}, str(workdir / "probes.png"))
+            print(f"probe picture: {workdir / 'probes.png'}", flush=True)
     if args.out:
         Path(args.out).write_text("\n\n".join(parts) + "\n")
+
+
+def local_config(args: argparse.Namespace, workdir: Path) -> Config:
+    """The base config of every local run (the same in the parent and in each run's subprocess)."""
+    from ablation_local import LOCAL_SETTINGS
+
+    return load_config(args.config, [f"data.uri={workdir}/dataset", f"tracking.runs_dir={workdir}",
+                                     *LOCAL_SETTINGS, *args.set])
+
+
+def local_tables(args: argparse.Namespace, workdir: Path, data: str,
+                 seeds: list[int]) -> dict[str, dict[str, list[dict]]]:
+    """Every table's rows trained one process per run (resumable through ``<workdir>/results.jsonl``)."""
+    from ablation_local import plan, run_all, table_rows
+
+    from reid.distributed.tracking import experiment_id, tracking_uri
+
+    base = local_config(args, workdir)
+    runs, layout = plan(base, args.tables, seeds)
+    results = workdir / "results.jsonl"
+    if results.exists() and not args.resume:
+        raise SystemExit(f"{results} exists: pass --resume to continue it, or choose another --workdir")
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(base.tracking)
+    experiment_id(MlflowClient(tracking_uri=uri), base.tracking, uri)  # created once, before the runs race to it
+    child_args = ["--config", args.config, *(f"--set={item}" for item in args.set)]
+    done = run_all(runs, results, workdir, child_args, args.parallel)
+    return {table: table_rows(layout[table], done) for table in args.tables}
+
+
+def run_local_one(args: argparse.Namespace, workdir: Path) -> None:
+    """``--one TABLE VARIANT SEED``: train and score one run here; its row is the last stdout line."""
+    import json
+
+    from ablation_local import Run, config_key, train_and_score, variant_config
+
+    table, variant, seed = args.one[0], args.one[1], int(args.one[2])
+    config = variant_config(local_config(args, workdir), table, variant, seed)
+    run = Run(table, variant, seed, config_key(config))
+    row = train_and_score(config, run, str(workdir / "dataset"), workdir / "local" / run.key)
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def plot_tsne(
     return {"person_ids": pids[keep], **coords}
 
 
-def plot_probes(report: dict[str, float], path: str, storage: StorageConfig | None = None) -> dict[str, float]:
+def plot_probes(report: dict[str, float], path: str, storage: StorageConfig | None = None,
+                title: str = "what each feature encodes (dashed: chance)") -> dict[str, float]:
     """Bars of the attribute-probe accuracies of :func:`reid.evaluation.probes.probe_report`: one group of bars
     per feature (identity branch, clothing branch, or the baseline's pooled feature), one bar per attribute
     group, each group's chance level as a dashed line. Returns the plotted values."""
@@ -145,7 +146,7 @@ def plot_probes(report: dict[str, float], path: str, storage: StorageConfig | No
     ax.set_xticks(x, [names[f] for f in features])
     ax.set_ylim(0, 105)
     ax.set_ylabel("probe accuracy on held-out people (%)")
-    ax.set_title("what each feature encodes (dashed: chance)")
+    ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     save_figure(fig, path, storage)
