@@ -103,10 +103,9 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
     tracker.log_metrics(scores["probes"])
     tracker.log_artifacts(str(root / "figures"), "figures")
     tracker.finish()
-    last = {k: v for k, v in (result.state.history[-1] if result.state.history else {}).items()
-            if isinstance(v, (int, float))}
+    epochs = [{k: v for k, v in report.items() if isinstance(v, (int, float))} for report in context.reports]
     return {"key": run.key, "table": run.table, "variant": run.variant, "seed": run.seed, "scores": scores,
-            "best_epoch": result.state.best_epoch, "last_epoch": last, "s/step": seconds,
+            "best_epoch": result.state.best_epoch, "epochs": epochs, "s/step": seconds,
             "wall": time.perf_counter() - start, "mlflow_run": tracker.run_id}
 
 
