@@ -149,5 +149,6 @@ def test_shipped_spaces_load_by_package_name_from_anywhere(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "optimisation ['data.batch.k', 'data.batch.p', 'optim.lr', 'optim.weight_decay']"
-    with pytest.raises(SpaceError, match="no packaged search space 'pkg://nosuch'; packaged: pkg://clustering"):
+    with pytest.raises(SpaceError, match="no packaged search space 'pkg://nosuch'; packaged: "
+                                         "pkg://clothing_terms, pkg://clustering"):
         load_space("pkg://nosuch")
