@@ -95,6 +95,7 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
     result, context = train_local(config, root, tracker=tracker)
     seconds = sum(r["epoch_seconds"] for r in context.reports) / max(result.state.step, 1)
     scores = score_checkpoint(str(root / "best"), data, config)
+    scores["dependence"] = branch_dependence(str(root / "best"), data)
     (root / "figures").mkdir(exist_ok=True)
     plot_probes(scores["probes"], str(root / "figures" / "probes.png"),
                 title=f"{run.variant}, seed {run.seed}: what each feature encodes (dashed: chance)")
@@ -107,6 +108,38 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
     return {"key": run.key, "table": run.table, "variant": run.variant, "seed": run.seed, "scores": scores,
             "best_epoch": result.state.best_epoch, "epochs": epochs, "s/step": seconds,
             "wall": time.perf_counter() - start, "mlflow_run": tracker.run_id}
+
+
+def branch_dependence(checkpoint: str, data: str, split: str = "test") -> dict[str, float]:
+    """How much the two BDAM branches share on ``split``'s images: eq. 2's linear HSIC of ``f_id_gate`` and
+    ``f_clo_gate`` ``[N, D]``, and its scale-free form, linear CKA ``HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y))``
+    in [0, 1] (0: no linear dependence). Empty for a model without BDAM."""
+    import torch
+
+    from reid.losses.decoupling import hsic
+    from reid.models.export import load_inference_checkpoint
+    from reid.training.probing import image_features
+
+    model, config = load_inference_checkpoint(checkpoint)
+    config = with_overrides(config, {"data.uri": data})
+    features, _ = image_features(model, config, split, torch.device("cpu"))
+    if "id" not in features:
+        return {}
+    x, y = (torch.from_numpy(features[name]).double() for name in ("id", "clo"))
+    cross, self_x, self_y = (float(hsic(a, b)) for a, b in ((x, y), (x, x), (y, y)))
+    return {"hsic": cross, "cka": cross / max((self_x * self_y) ** 0.5, 1e-30)}
+
+
+def add_dependence(done: dict[str, dict], results: Path, workdir: Path) -> None:
+    """Rows finished before :func:`branch_dependence` was measured get it from their kept checkpoint (the row
+    is appended again with it; :func:`finished` keeps a key's last row)."""
+    for key, row in done.items():
+        best = workdir / "local" / key / "best"
+        if "dependence" in row["scores"] or not best.exists():
+            continue
+        row["scores"]["dependence"] = branch_dependence(str(best), str(workdir / "dataset"))
+        with results.open("a") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 def run_all(runs: list[Run], results: Path, workdir: Path, child_args: list[str], parallel: int) -> dict[str, dict]:
@@ -136,6 +169,7 @@ def run_all(runs: list[Run], results: Path, workdir: Path, child_args: list[str]
             print(f"[{i}/{len(todo)}] {row['table']} {row['variant']} seed {row['seed']}: image-only test R1 "
                   f"{image['R1']:.1f} mAP {image['mAP']:.1f}, best epoch {row['best_epoch']}, {seconds:.0f} s",
                   flush=True)
+    add_dependence(done, results, workdir)
     return done
 
 

@@ -170,6 +170,18 @@ def probe_markdown(rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def dependence_markdown(rows: dict[str, list[dict]]) -> str:
+    """Linear CKA and HSIC (eq. 2) of the two BDAM branches on the test images, of every row that has them."""
+    lines = ["| row | CKA(f_id_gate, f_clo_gate) | HSIC |", "|---|---|---|"]
+    for variant, trials in rows.items():
+        found = [t["dependence"] for t in trials if t.get("dependence")]
+        if found:
+            cka = np.asarray([d["cka"] for d in found])
+            lines.append(f"| {variant} | {cka.mean():.2f} ± {cka.std(ddof=1) if len(cka) > 1 else 0.0:.2f} | "
+                         f"{np.mean([d['hsic'] for d in found]):.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="pkg://demo")
@@ -225,6 +237,10 @@ def main() -> None:
         print(parts[-1], flush=True)
         if args.local:
             from ablation_local import plot_probe_summary
+
+            parts.append("### dependence of the BDAM branches on the test images (0: none)\n\n"
+                         + dependence_markdown(probes))
+            print(parts[-1], flush=True)
 
             plot_probe_summary({k: [t["probes"] for t in v] for k, v in probes.items()}, str(workdir / "probes.png"))
             print(f"probe picture: {workdir / 'probes.png'}", flush=True)
