@@ -175,8 +175,8 @@ def run_all(runs: list[Run], results: Path, workdir: Path, child_args: list[str]
 
 def table_rows(layout: dict[str, list[str]], done: dict[str, dict]) -> dict[str, list[dict]]:
     """``{variant: [scores of each finished seed]}`` of one table, in the layout's row order."""
-    return {variant: [done[key]["scores"] for key in keys if key in done] for variant, keys in layout.items()
-            if any(key in done for key in keys)}
+    return {variant: [{**done[key]["scores"], "seed": done[key]["seed"]} for key in keys if key in done]
+            for variant, keys in layout.items() if any(key in done for key in keys)}
 
 
 def plot_probe_summary(rows: dict[str, list[dict[str, float]]], path: str) -> dict[str, dict[str, float]]:

@@ -170,6 +170,28 @@ def probe_markdown(rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+REFERENCE = {"table1_bdam": "bdam", "table2_fusion": "full_fusion", "table3_losses": "full",
+             "clothing_terms": "adversarial", "sapsam_table6": "no_matching"}
+"""The row every other row of a table is compared with, seed by seed."""
+
+
+def paired_markdown(table: str, rows: dict[str, list[dict]]) -> str:
+    """Each row minus the table's reference row, seed by seed (the seed moves every row alike: it draws the
+    initialisation and the batches), mean ± std of the differences, for mAP and R1 of both gallery modes."""
+    reference = {t["seed"]: t for t in rows.get(REFERENCE.get(table, ""), [])}
+    columns = [(mode, metric) for mode in ("image/standard", "image+desc/standard") for metric in ("mAP", "R1")]
+    lines = [f"### {table}: each row minus {REFERENCE.get(table)}, paired by seed", "",
+             "| row | seeds | " + " | ".join(f"Δ {m.split('/')[0]} {k}" for m, k in columns) + " |",
+             "|" + "---|" * (len(columns) + 2)]
+    for variant, trials in rows.items():
+        pairs = [(t, reference[t["seed"]]) for t in trials if t.get("seed") in reference]
+        if not pairs or variant == REFERENCE.get(table):
+            continue
+        cells = [mean_std([t[m][k] - r[m][k] for t, r in pairs]) for m, k in columns]
+        lines.append(f"| {variant} | {len(pairs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def dependence_markdown(rows: dict[str, list[dict]]) -> str:
     """Linear CKA and HSIC (eq. 2) of the two BDAM branches on the test images, of every row that has them."""
     lines = ["| row | CKA(f_id_gate, f_clo_gate) | HSIC |", "|---|---|---|"]
@@ -228,6 +250,8 @@ def main() -> None:
     probes = {}
     for table, rows in tables.items():
         parts.append(sapsam_markdown(table, rows) if table.startswith("sapsam") else markdown(table, rows))
+        if args.local and table in REFERENCE:
+            parts[-1] += "\n\n" + paired_markdown(table, rows)
         if table.startswith("table1") or (args.local and not table.startswith("sapsam")):
             probes.update({variant if table.startswith("table1") else f"{table}: {variant}": trials
                            for variant, trials in rows.items()})

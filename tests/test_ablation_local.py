@@ -44,12 +44,13 @@ def test_equal_configs_train_once(planned) -> None:
 def test_rows_read_back_and_laid_out(tmp_path: Path) -> None:
     results = tmp_path / "results.jsonl"
     assert finished(results) == {}
-    rows = [{"key": "a", "scores": {"x": 1}}, {"key": "c", "scores": {"x": 3}}]
+    rows = [{"key": "a", "seed": 0, "scores": {"x": 1}}, {"key": "c", "seed": 2, "scores": {"x": 3}}]
     results.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
     done = finished(results)
     assert sorted(done) == ["a", "c"]
     layout = {"first": ["a", "b"], "second": ["b"], "third": ["c"]}
-    assert table_rows(layout, done) == {"first": [{"x": 1}], "third": [{"x": 3}]}  # unfinished rows left out
+    # unfinished rows left out; each trial's scores carry its seed (rows are compared seed by seed)
+    assert table_rows(layout, done) == {"first": [{"x": 1, "seed": 0}], "third": [{"x": 3, "seed": 2}]}
     assert Run("t", "v", 0, "a").key == "a"
 
 
@@ -71,3 +72,18 @@ def test_probe_summary_plots_means_over_seeds(tmp_path: Path) -> None:
     assert set(plotted["bdam"]) == {"id_from_id", "id_from_clo", "clo_from_id", "clo_from_clo"}
     width, height = Image.open(path).size
     assert width > 600 and height > 600
+
+
+def test_rows_compared_with_the_reference_seed_by_seed() -> None:
+    from bench_ablations import paired_markdown
+
+    def trial(seed: int, image_map: float) -> dict:
+        metrics = {"mAP": image_map, "R1": 2 * image_map}
+        return {"seed": seed, "image/standard": metrics, "image+desc/standard": {"mAP": 50.0, "R1": 60.0}}
+
+    rows = {"bdam": [trial(0, 10.0), trial(1, 40.0)], "no_gate": [trial(1, 43.0), trial(0, 11.0), trial(5, 0.0)]}
+    lines = paired_markdown("table1_bdam", rows).splitlines()
+    assert "minus bdam" in lines[0]
+    (row,) = [line for line in lines if line.startswith("| no_gate")]
+    # seed 5 has no reference; seeds 0 and 1 differ by +1 and +3: 2.0 ± 1.4 (R1 twice that), described 0
+    assert row == "| no_gate | 2 | 2.0 ± 1.4 | 4.0 ± 2.8 | 0.0 ± 0.0 | 0.0 ± 0.0 |"
