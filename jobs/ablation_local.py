@@ -180,46 +180,49 @@ def table_rows(layout: dict[str, list[str]], done: dict[str, dict]) -> dict[str,
 
 
 def plot_probe_summary(rows: dict[str, list[dict[str, float]]], path: str) -> dict[str, dict[str, float]]:
-    """The probes of every row at a glance: one panel per attribute group (identity, clothing), one cluster of
-    bars per row (decoded from the identity branch, the clothing branch, or the baseline's pooled feature),
-    mean over seeds with the seeds' spread as error bars, chance as a dashed line. ``rows``:
+    """The probes of every row at a glance: one panel per attribute group (identity, clothing), one line per
+    row with a dot per feature (decoded from the identity branch, the clothing branch, or the baseline's pooled
+    feature), mean over seeds with the seeds' spread as error bars, chance as a dashed line. ``rows``:
     ``{row label: [probe report of each seed]}``. Returns the plotted means."""
     import numpy as np
     from matplotlib.figure import Figure
 
     from reid.evaluation.figures import save_figure
 
-    features = (("id", "from identity branch f_id_gate", "tab:blue", -0.14),
-                ("clo", "from clothing branch f_clo_gate", "tab:orange", 0.14),
-                ("pooled", "from pooled feature (no BDAM)", "tab:gray", 0.0))  # a row has branches or pooled
-    groups = (("id", "identity attributes (gender, height, build, skin, hair)"),
-              ("clo", "clothing attributes (garments, colours, shoes, bag, hat)"))
+    features = (("id", "from identity branch f_id_gate", "tab:blue", "o", 0.15),
+                ("clo", "from clothing branch f_clo_gate", "tab:orange", "s", -0.15),
+                ("pooled", "from pooled feature (no BDAM)", "tab:gray", "D", 0.0))  # a row has branches or pooled
+    groups = (("id", "identity attributes\n(gender, height, build, skin, hair)"),
+              ("clo", "clothing attributes\n(garments, colours, shoes, bag, hat)"))
     labels = list(rows)
-    fig = Figure(figsize=(max(7.0, 1.1 * len(labels) + 2), 7.5))
+    y = np.arange(len(labels))[::-1]  # the first row on top
+    fig = Figure(figsize=(11, 0.42 * len(labels) + 2.2))
     plotted: dict[str, dict[str, float]] = {label: {} for label in labels}
     for panel, (group, title) in enumerate(groups):
-        ax = fig.add_subplot(2, 1, panel + 1)
-        x = np.arange(len(labels))
-        for feature, name, colour, offset in features:
+        ax = fig.add_subplot(1, 2, panel + 1)
+        for feature, name, colour, marker, offset in features:
             key = f"probe/{group}_from_{feature}"
-            means = np.asarray([np.mean([r[key] for r in rows[label]]) if all(key in r for r in rows[label])
-                                else np.nan for label in labels])
-            spread = np.asarray([np.std([r[key] for r in rows[label]]) if all(key in r for r in rows[label])
-                                 else 0.0 for label in labels])
-            ax.bar(x + offset, means, width=0.26, yerr=spread, capsize=2, color=colour,
-                   label=name if panel == 0 else None)
+            have = [all(key in r for r in rows[label]) for label in labels]
+            means = np.asarray([np.mean([r[key] for r in rows[label]]) if ok else np.nan
+                                for label, ok in zip(labels, have, strict=True)])
+            spread = np.asarray([np.std([r[key] for r in rows[label]]) if ok else 0.0
+                                 for label, ok in zip(labels, have, strict=True)])
+            ax.errorbar(means, y + offset, xerr=spread, fmt=marker, color=colour, capsize=2, markersize=6,
+                        label=name if panel == 0 else None)  # dots, not bars: the axis does not start at 0
             for label, mean in zip(labels, means, strict=True):
                 if not np.isnan(mean):
                     plotted[label][f"{group}_from_{feature}"] = float(mean)
         chance = np.mean([r[f"probe/chance_{group}"] for trials in rows.values() for r in trials])
-        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance (majority value)"
-                   if panel == 0 else None)
-        ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-        top = max(v for values in plotted.values() for k, v in values.items() if k.startswith(group))
-        ax.set_ylim(0, min(100.0, top + 12.0))
-        ax.set_ylabel("accuracy on held-out people (%)")
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1,
+                   label="chance (majority value)" if panel == 0 else None)
+        low = min(v for values in plotted.values() for k, v in values.items() if k.startswith(group))
+        high = max(v for values in plotted.values() for k, v in values.items() if k.startswith(group))
+        ax.set_xlim(max(0.0, min(low, chance) - 8.0), min(100.0, high + 5.0))
+        ax.set_yticks(y, labels if panel == 0 else [""] * len(labels), fontsize=9)
+        ax.set_xlabel("probe accuracy on held-out people (%)")
         ax.set_title(title, fontsize=10)
-    fig.legend(loc="upper center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+        ax.grid(alpha=0.3)
+    fig.legend(loc="upper center", ncol=4, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / (0.42 * len(labels) + 2.2)))
     save_figure(fig, path)
     return plotted

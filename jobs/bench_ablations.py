@@ -17,6 +17,7 @@ too: every search is an ordinary ``reid tune`` search under ``<workdir>/tune`` (
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -253,8 +254,10 @@ def main() -> None:
         if args.local and table in REFERENCE:
             parts[-1] += "\n\n" + paired_markdown(table, rows)
         if table.startswith("table1") or (args.local and not table.startswith("sapsam")):
-            probes.update({variant if table.startswith("table1") else f"{table}: {variant}": trials
-                           for variant, trials in rows.items()})
+            seen = [json.dumps(t, sort_keys=True) for t in probes.values()]
+            probes.update({variant if table.startswith("table1") else f"{table.split('_')[0]}: {variant}": trials
+                           for variant, trials in rows.items()
+                           if json.dumps(trials, sort_keys=True) not in seen})  # a shared run is shown once
         print(parts[-1] + "\n", flush=True)
     if probes:
         parts.append("### probes (fitted on train images, scored on test images)\n\n" + probe_markdown(probes))
@@ -303,8 +306,6 @@ def local_tables(args: argparse.Namespace, workdir: Path, data: str,
 
 def run_local_one(args: argparse.Namespace, workdir: Path) -> None:
     """``--one TABLE VARIANT SEED``: train and score one run here; its row is the last stdout line."""
-    import json
-
     from ablation_local import Run, config_key, train_and_score, variant_config
 
     table, variant, seed = args.one[0], args.one[1], int(args.one[2])
