@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -89,6 +90,8 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
     from reid.training.setup import train_local
 
     torch.set_num_threads(1)
+    if root.exists():
+        shutil.rmtree(root)  # what an interrupted attempt left: every run trains from its start
     tracker = RunTracker.create(config, f"{run.table}-{run.variant}-seed{run.seed}")
     tracker.set_tags({"ablation.table": run.table, "ablation.variant": run.variant, "ablation.key": run.key})
     start = time.perf_counter()
