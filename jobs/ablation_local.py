@@ -95,18 +95,22 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
     tracker = RunTracker.create(config, f"{run.table}-{run.variant}-seed{run.seed}")
     tracker.set_tags({"ablation.table": run.table, "ablation.variant": run.variant, "ablation.key": run.key})
     start = time.perf_counter()
-    result, context = train_local(config, root, tracker=tracker)
-    seconds = sum(r["epoch_seconds"] for r in context.reports) / max(result.state.step, 1)
-    scores = score_checkpoint(str(root / "best"), data, config)
-    scores["dependence"] = branch_dependence(str(root / "best"), data)
-    (root / "figures").mkdir(exist_ok=True)
-    plot_probes(scores["probes"], str(root / "figures" / "probes.png"),
-                title=f"{run.variant}, seed {run.seed}: what each feature encodes (dashed: chance)")
-    tracker.log_metrics({f"{mode}/{name}": value for mode, metrics in scores.items() if mode != "probes"
-                         for name, value in metrics.items()}, prefix="test/")
-    tracker.log_metrics(scores["probes"])
-    tracker.log_artifacts(str(root / "figures"), "figures")
+    try:
+        result, context = train_local(config, root, tracker=tracker)
+        scores = score_checkpoint(str(root / "best"), data, config)
+        scores["dependence"] = branch_dependence(str(root / "best"), data)
+        (root / "figures").mkdir(exist_ok=True)
+        plot_probes(scores["probes"], str(root / "figures" / "probes.png"),
+                    title=f"{run.variant}, seed {run.seed}: what each feature encodes (dashed: chance)")
+        tracker.log_metrics({f"{mode}/{name}": value for mode, metrics in scores.items() if mode != "probes"
+                             for name, value in metrics.items()}, prefix="test/")
+        tracker.log_metrics(scores["probes"])
+        tracker.log_artifacts(str(root / "figures"), "figures")
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
     tracker.finish()
+    seconds = sum(r["epoch_seconds"] for r in context.reports) / max(result.state.step, 1)
     epochs = [{k: v for k, v in report.items() if isinstance(v, (int, float))} for report in context.reports]
     return {"key": run.key, "table": run.table, "variant": run.variant, "seed": run.seed, "scores": scores,
             "best_epoch": result.state.best_epoch, "epochs": epochs, "s/step": seconds,
