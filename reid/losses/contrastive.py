@@ -53,7 +53,7 @@ def clothing_match(clo_visual: Tensor, clo_text: Tensor, temperature: float,
                    valid: Tensor | None = None) -> Tensor:
     r"""Symmetric InfoNCE pulling each projected clothing feature to its own clothing description.
 
-    Optional term (paper 4.3: the clothing branch is "guided by matching and adversarial losses").
+    Optional term (paper 4.3 names a matching loss beside the adversarial one for the clothing branch).
     With :math:`s_{ij} = \hat c_i^\top \hat t_j / \tau` over the valid rows only, the positive of row i is
     column i: :math:`\tfrac12 [CE(s, \mathrm{diag}) + CE(s^\top, \mathrm{diag})]`.
 
