@@ -1,17 +1,25 @@
-"""The paper's ablations (Tables 1-3) in miniature: each shipped ``tune_spaces/table*.yaml`` run through
-``reid tune`` with seeds 0, 1, 2 on the synthetic clothes-changing split, every trial's best checkpoint
-(chosen on val) scored on test in two gallery modes (image only; image + identity description) under the
-standard and the clothes-changing (``cc``) protocol, plus the disentanglement probes of Table 1's rows.
-SAP-SAM's tables (``sapsam_table4``, ``sapsam_table6``) report R1/R5/R10 as it does, and R1 over the *part
-queries*: the captions that name a hat or a bag, a small part the caption's image shows.
+"""The paper's ablations (Tables 1-3) in miniature: each shipped ``tune_spaces/<table>.yaml`` with seeds 0, 1, 2
+on the synthetic clothes-changing split, every run's best checkpoint (chosen on val) scored on test in two
+gallery modes (image only; image + identity description) under the standard and the clothes-changing (``cc``)
+protocol, plus the disentanglement probes. SAP-SAM's tables (``sapsam_table4``, ``sapsam_table6``) report
+R1/R5/R10 as it does, and R1 over the *part queries*: the captions that name a hat or a bag, a small part the
+caption's image shows.
 
     python jobs/bench_ablations.py [--tables table1_bdam table2_fusion table3_losses] [--identities 120]
         [--images 6] [--seeds 0,1,2] [--workdir runs/ablations] [--out docs/results-tables.md]
-        [--set train.epochs=3 ...]
+        [--local [--parallel 2]] [--resume] [--set train.epochs=3 ...]
 
 Prints (and writes to ``--out``) one markdown table per paper table, rows as the paper orders them, each
-cell ``mean +- std`` over seeds. ``--resume`` continues interrupted searches. A job for ``ray job submit``
-too: every search is an ordinary ``reid tune`` search under ``<workdir>/tune`` (MLflow under ``<workdir>``).
+cell ``mean +- std`` over seeds. Two ways to run:
+
+- on Ray (default): every table is an ordinary ``reid tune`` search under ``<workdir>/tune`` (MLflow under
+  ``<workdir>``); the probes of Table 1's rows. ``--resume`` continues interrupted searches. A job for
+  ``ray job submit`` too.
+- ``--local`` (a 2-core machine): every (row, seed) trains in its own subprocess on one thread, ``--parallel``
+  at a time, without Ray (``jobs/ablation_local.py``); rows of different tables with the same resolved config
+  train once; each run is an MLflow run with its probe picture; ``<workdir>/results.jsonl`` holds one line per
+  run and ``--resume`` continues it. Adds each table's differences from its reference row paired by seed, the
+  probes of every row, the BDAM branches' dependence (linear CKA, HSIC) and ``<workdir>/probes.png``.
 """
 
 from __future__ import annotations
