@@ -244,7 +244,7 @@ def main() -> None:
     data = build_dataset(str(workdir), args.identities, args.images, seed=0)
     seeds = parse_seeds(args.seeds)
     parts = [f"Synthetic clothes-changing split: {args.identities} identities x {args.images} images, seeds "
-             f"{args.seeds}, config {args.config} {' '.join(args.set)}"
+             f"{args.seeds}, config {' '.join([args.config, *args.set])}"
              f"{' (one process per run, no Ray)' if args.local else ''}; test metrics of the checkpoint chosen on "
              "val, mean ± std over seeds."]
     if args.local:
@@ -276,9 +276,10 @@ def main() -> None:
             parts.append("### dependence of the BDAM branches on the test images (0: none)\n\n"
                          + dependence_markdown(probes))
             print(parts[-1], flush=True)
-
-            plot_probe_summary({k: [t["probes"] for t in v] for k, v in probes.items()}, str(workdir / "probes.png"))
-            print(f"probe picture: {workdir / 'probes.png'}", flush=True)
+            if all(t["probes"] for trials in probes.values() for t in trials):  # synthetic data: attributes known
+                plot_probe_summary({k: [t["probes"] for t in v] for k, v in probes.items()},
+                                   str(workdir / "probes.png"))
+                print(f"probe picture: {workdir / 'probes.png'}", flush=True)
     if args.out:
         Path(args.out).write_text("\n\n".join(parts) + "\n")
 
