@@ -46,25 +46,27 @@ def config_key(config: Config) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
-def variant_config(base: Config, table: str, variant: str, seed: int) -> Config:
+def variants(table: str) -> dict[str, dict[str, Any]]:
+    """``{variant: its overrides}`` of the shipped space ``tune_spaces/<table>.yaml``, in the file's order."""
     from reid.search_space import load_space
 
-    overrides = load_space(REPO / "tune_spaces" / f"{table}.yaml").variants[variant]
+    return load_space(REPO / "tune_spaces" / f"{table}.yaml").variants
+
+
+def variant_config(base: Config, overrides: dict[str, Any], seed: int) -> Config:
     return with_overrides(base, {**overrides, "seed": seed})
 
 
 def plan(base: Config, tables: list[str], seeds: list[int]) -> tuple[list[Run], dict[str, dict[str, list[str]]]]:
     """The distinct runs in table order, and ``{table: {variant: [run key per seed]}}``."""
-    from reid.search_space import load_space
-
     runs: dict[str, Run] = {}
     layout: dict[str, dict[str, list[str]]] = {}
     for table in tables:
         layout[table] = {}
-        for variant in load_space(REPO / "tune_spaces" / f"{table}.yaml").variants:
+        for variant, overrides in variants(table).items():
             keys = []
             for seed in seeds:
-                key = config_key(variant_config(base, table, variant, seed))
+                key = config_key(variant_config(base, overrides, seed))
                 runs.setdefault(key, Run(table, variant, seed, key))
                 keys.append(key)
             layout[table][variant] = keys
@@ -98,7 +100,6 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
     try:
         result, context = train_local(config, root, tracker=tracker)
         scores = score_checkpoint(str(root / "best"), data, config)
-        scores["dependence"] = branch_dependence(str(root / "best"), data)
         (root / "figures").mkdir(exist_ok=True)
         plot_probes(scores["probes"], str(root / "figures" / "probes.png"),
                     title=f"{run.variant}, seed {run.seed}: what each feature encodes (dashed: chance)")
@@ -117,34 +118,20 @@ def train_and_score(config: Config, run: Run, data: str, root: Path) -> dict[str
             "wall": time.perf_counter() - start, "mlflow_run": tracker.run_id}
 
 
-def branch_dependence(checkpoint: str, data: str, split: str = "test") -> dict[str, float]:
-    """How much the two BDAM branches share on ``split``'s images: eq. 2's linear HSIC of ``f_id_gate`` and
-    ``f_clo_gate`` ``[N, D]``, and its scale-free form, linear CKA ``HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y))``
-    in [0, 1] (0: no linear dependence). Empty for a model without BDAM."""
-    import torch
-
-    from reid.losses.decoupling import hsic
-    from reid.models.export import load_inference_checkpoint
-    from reid.training.probing import image_features
-
-    model, config = load_inference_checkpoint(checkpoint)
-    config = with_overrides(config, {"data.uri": data})
-    features, _ = image_features(model, config, split, torch.device("cpu"))
-    if "id" not in features:
-        return {}
-    x, y = (torch.from_numpy(features[name]).double() for name in ("id", "clo"))
-    cross, self_x, self_y = (float(hsic(a, b)) for a, b in ((x, y), (x, x), (y, y)))
-    return {"hsic": cross, "cka": cross / max((self_x * self_y) ** 0.5, 1e-30)}
-
-
 def add_dependence(done: dict[str, dict], results: Path, workdir: Path) -> None:
-    """Rows finished before :func:`branch_dependence` was measured get it from their kept checkpoint (the row
+    """Rows finished before the branches' dependence was measured get it from their kept checkpoint (the row
     is appended again with it; :func:`finished` keeps a key's last row)."""
+    from bench_ablations import branch_dependence
+
+    from reid.models.export import load_inference_checkpoint
+
     for key, row in done.items():
         best = workdir / "local" / key / "best"
         if "dependence" in row["scores"] or not best.exists():
             continue
-        row["scores"]["dependence"] = branch_dependence(str(best), str(workdir / "dataset"))
+        model, config = load_inference_checkpoint(str(best))
+        config = with_overrides(config, {"data.uri": str(workdir / "dataset")})
+        row["scores"]["dependence"] = branch_dependence(model, config)
         with results.open("a") as out:
             out.write(json.dumps(row) + "\n")
 

@@ -33,11 +33,15 @@ import tempfile
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
 from reid.config import Config, load_config
+
+if TYPE_CHECKING:
+    from reid.models.reid_model import ReidModel
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = (("image", False, "standard"), ("image+desc", True, "standard"),
@@ -73,7 +77,8 @@ def seeded_space(table: str, seeds: list[int], directory: str) -> str:
 
 
 def score_checkpoint(checkpoint: str, data: str, config: Config) -> dict[str, dict[str, float]]:
-    """Test metrics of one checkpoint in every gallery mode x protocol, and its probes (fit train, score test)."""
+    """Test metrics of one checkpoint in every gallery mode x protocol, its probes (fit train, score test) and
+    its BDAM branches' dependence on the test images."""
     import torch
 
     from reid.evaluation.evaluator import Evaluator
@@ -94,7 +99,25 @@ def score_checkpoint(checkpoint: str, data: str, config: Config) -> dict[str, di
     model, model_config = load_inference_checkpoint(checkpoint)
     probe_config = replace(model_config, data=replace(model_config.data, uri=data))
     out["probes"] = run_probes(model, probe_config, torch.device("cpu"), "train", "test")
+    out["dependence"] = branch_dependence(model, probe_config)
     return out
+
+
+def branch_dependence(model: ReidModel, config: Config, split: str = "test") -> dict[str, float]:
+    """How much the two BDAM branches share on ``split``'s images: eq. 2's linear HSIC of ``f_id_gate`` and
+    ``f_clo_gate`` ``[N, D]``, and its scale-free form, linear CKA ``HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y))``
+    in [0, 1] (0: no linear dependence). Empty for a model without BDAM."""
+    import torch
+
+    from reid.losses.decoupling import hsic
+    from reid.training.probing import image_features
+
+    features, _ = image_features(model, config, split, torch.device("cpu"))
+    if "id" not in features:
+        return {}
+    x, y = (torch.from_numpy(features[name]).double() for name in ("id", "clo"))
+    cross, self_x, self_y = (float(hsic(a, b)) for a, b in ((x, y), (x, x), (y, y)))
+    return {"hsic": cross, "cka": cross / max((self_x * self_y) ** 0.5, 1e-30)}
 
 
 def part_query_mask(data: str) -> np.ndarray:
@@ -315,10 +338,10 @@ def local_tables(args: argparse.Namespace, workdir: Path, data: str,
 
 def run_local_one(args: argparse.Namespace, workdir: Path) -> None:
     """``--one TABLE VARIANT SEED``: train and score one run here; its row is the last stdout line."""
-    from ablation_local import Run, config_key, train_and_score, variant_config
+    from ablation_local import Run, config_key, train_and_score, variant_config, variants
 
     table, variant, seed = args.one[0], args.one[1], int(args.one[2])
-    config = variant_config(local_config(args, workdir), table, variant, seed)
+    config = variant_config(local_config(args, workdir), variants(table)[variant], seed)
     run = Run(table, variant, seed, config_key(config))
     row = train_and_score(config, run, str(workdir / "dataset"), workdir / "local" / run.key)
     print(json.dumps(row))
